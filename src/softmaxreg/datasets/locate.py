@@ -1,0 +1,117 @@
+"""Where dataset files are looked for, in order.
+
+1. an explicit ``data_dir`` (the CLI's ``--data-dir``): ``data_dir/<name>/`` or
+   ``data_dir`` itself;
+2. the folder named by ``SOFTMAXREG_DATA``: ``$SOFTMAXREG_DATA/<name>/``;
+3. the user cache: ``$XDG_CACHE_HOME/softmaxreg/<name>/``, else
+   ``~/.cache/softmaxreg/<name>/`` (the only place downloads go to, and the
+   only place a corrupt file is ever deleted from);
+4. system folders such as ``/usr/share/datasets/<name>/`` (Debian's
+   ``dataset-fashion-mnist`` installs there).
+
+Each file may be stored raw or gzip-compressed (``name`` or ``name.gz``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Module attribute so tests can point it elsewhere.
+SYSTEM_DIRS = [Path("/usr/share/datasets"), Path("/usr/local/share/datasets")]
+
+
+@dataclass(frozen=True)
+class Place:
+    """One folder that may hold a dataset's files.
+
+    Attributes
+    ----------
+    origin : str
+        Why it is searched: ``"data_dir"``, ``"SOFTMAXREG_DATA"``, ``"cache"``
+        or ``"system"``.
+    folder : Path
+        The folder itself.
+    """
+
+    origin: str
+    folder: Path
+
+    @property
+    def is_cache(self) -> bool:
+        """True for the user cache, the only place files are written or removed."""
+        return self.origin == "cache"
+
+    def describe(self) -> str:
+        return f"{self.folder} ({self.origin})"
+
+
+def cache_root() -> Path:
+    """The softmaxreg user cache folder (it may not exist yet)."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "softmaxreg"
+
+
+def cache_place(spec) -> Place:
+    """The cache folder of dataset ``spec``."""
+    return Place("cache", cache_root() / spec.name)
+
+
+def places(spec, data_dir=None) -> list[Place]:
+    """Every folder searched for ``spec``, in search order."""
+    names = [spec.name, *spec.aliases]
+    found = []
+    if data_dir is not None:
+        root = Path(os.fspath(data_dir)).expanduser()
+        found += _named_folders("data_dir", root, names)
+        found.append(Place("data_dir", root))
+    env = os.environ.get("SOFTMAXREG_DATA")
+    if env:
+        found += _named_folders("SOFTMAXREG_DATA", Path(env).expanduser(), names)
+    found.append(cache_place(spec))
+    for system_dir in SYSTEM_DIRS:
+        found += _named_folders("system", Path(system_dir), names)
+    return found
+
+
+def _named_folders(origin, root, names):
+    """``root/<name>``, plus ``root/<alias>`` for aliases that exist on disk."""
+    folders = [Place(origin, root / names[0])]
+    folders += [Place(origin, root / a) for a in names[1:] if (root / a).is_dir()]
+    return folders
+
+
+def find_file(folder: Path, file_spec) -> Path | None:
+    """The stored copy of ``file_spec`` in ``folder`` (raw or ``.gz``), or None."""
+    for candidate in (folder / file_spec.name, folder / (file_spec.name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_files(place: Place, spec) -> dict:
+    """Map each role of ``spec`` to its file in ``place`` (missing roles omitted)."""
+    found = {}
+    for file_spec in spec.files:
+        path = find_file(place.folder, file_spec)
+        if path is not None:
+            found[file_spec.role] = path
+    return found
+
+
+def locate(spec, data_dir=None):
+    """The first place holding all files of ``spec``.
+
+    Returns
+    -------
+    (Place, dict) or (None, None)
+        The place and its files by role, or ``(None, None)`` when no place
+        holds all of them.
+    """
+    for place in places(spec, data_dir):
+        files = find_files(place, spec)
+        if len(files) == len(spec.files):
+            return place, files
+    return None, None

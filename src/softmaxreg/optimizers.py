@@ -1,0 +1,251 @@
+"""First-order optimizers over one flat parameter vector.
+
+The model keeps every learned array as a view into one contiguous vector, so an
+optimizer sees a single ``params`` array (n_params,) and its gradient ``grads``
+(n_params,), and updates all of them with a handful of vectorised passes. State
+(moments, velocity, step count) is held in flat arrays too, exposed through
+``get_state()``/``set_state()`` for checkpoints.
+
+``step(params, grads, out)`` writes the new parameters into ``out``, which may
+be ``params`` itself (in place) or a second buffer: the model uses a second
+buffer so that the previous weights survive a step that diverges.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get", "names", "from_config"]
+
+
+def _check_number(owner, name, value, low=0.0, high=math.inf, low_open=False):
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and low <= value < high
+    ok = ok and not (low_open and value == low)
+    if not ok:
+        bound = f"> {low}" if low_open else f">= {low}"
+        if high != math.inf:
+            bound += f" and < {high}"
+        raise ValueError(f"{owner}: {name} must be a finite number {bound}; "
+                         f"got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class; subclasses define ``_init_state`` and ``_update``."""
+
+    _hyper = ("learning_rate",)
+
+    def __init__(self, learning_rate=0.001):
+        self.learning_rate = _check_number(type(self).__name__, "learning_rate",
+                                           learning_rate)
+        self.iterations = 0
+        self._state = None
+        self._scratch = None
+
+    def build(self, n_params, dtype):
+        """Allocate zeroed state for ``n_params`` parameters of ``dtype``."""
+        self.iterations = 0
+        self._state = {name: np.zeros(n_params, dtype=dtype)
+                       for name in self._state_names()}
+        self._scratch = np.empty(n_params, dtype=dtype)
+
+    @property
+    def built(self):
+        return self._state is not None
+
+    def step(self, params, grads, out=None):
+        """One update: ``out = params - update(grads)``; returns ``out``."""
+        if out is None:
+            out = params
+        self.iterations += 1
+        self._update(params, grads, out)
+        return out
+
+    def _state_names(self):
+        return ()
+
+    def _update(self, params, grads, out):
+        raise NotImplementedError
+
+    # -- checkpoints -----------------------------------------------------------------
+    def get_state(self):
+        """Copies of the state arrays, plus ``"iterations"`` as an int64 scalar array."""
+        if not self.built:
+            raise ValueError(f"{type(self).__name__}.get_state: the optimizer has no "
+                             "state yet; train the model first")
+        state = {name: array.copy() for name, array in self._state.items()}
+        state["iterations"] = np.array(self.iterations, dtype=np.int64)
+        return state
+
+    def set_state(self, state):
+        """Restore a state from ``get_state()``; names and shapes must match."""
+        if not self.built:
+            raise ValueError(f"{type(self).__name__}.set_state: build the model "
+                             "(fit or build) before restoring optimizer state")
+        expected = set(self._state) | {"iterations"}
+        if set(state) != expected:
+            raise ValueError(f"{type(self).__name__}.set_state: expected arrays "
+                             f"{sorted(expected)}; got {sorted(state)}")
+        for name, array in self._state.items():
+            given = np.asarray(state[name])
+            if given.shape != array.shape:
+                raise ValueError(f"optimizer state {name!r}: expected shape "
+                                 f"{array.shape}; found {given.shape}")
+            array[...] = given
+        self.iterations = int(np.asarray(state["iterations"]))
+
+    def get_config(self):
+        config = {"class_name": type(self).__name__}
+        config.update({name: getattr(self, name) for name in self._hyper})
+        return config
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyper)
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    With momentum mu, as Keras: ``velocity = mu * velocity - lr * g``, then
+    ``p += velocity`` or, with Nesterov, ``p += mu * velocity - lr * g``.
+    """
+
+    _hyper = ("learning_rate", "momentum", "nesterov")
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        self.momentum = _check_number("SGD", "momentum", momentum, high=1.0)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"SGD: nesterov must be a bool; got {nesterov!r}")
+        self.nesterov = nesterov
+
+    def _state_names(self):
+        return ("velocity",) if self.momentum else ()
+
+    def _update(self, params, grads, out):
+        scaled = np.multiply(grads, self.learning_rate, out=self._scratch)
+        if not self.momentum:
+            np.subtract(params, scaled, out=out)
+            return
+        velocity = self._state["velocity"]
+        velocity *= self.momentum
+        velocity -= scaled
+        if self.nesterov:
+            np.subtract(params, scaled, out=out)
+            np.multiply(velocity, self.momentum, out=self._scratch)
+            out += self._scratch
+        else:
+            np.add(params, velocity, out=out)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba), with Keras's defaults and epsilon convention.
+
+    ``m += (1 - b1)(g - m)``; ``v += (1 - b2)(g^2 - v)``;
+    ``p -= lr_t * m / (sqrt(v) + eps)`` with ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``.
+
+    Notes
+    -----
+    The bias corrections are folded into the step size and epsilon is added to
+    the *uncorrected* sqrt(v), as Keras and TensorFlow do (the paper's
+    "efficient version"), rather than to sqrt(v_hat) as PyTorch does. We follow
+    Keras so that its hyper-parameters (eps = 1e-7) carry over with the same
+    trajectories, and because it saves a pass over the parameters per step.
+    """
+
+    _hyper = ("learning_rate", "beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        name = type(self).__name__
+        self.beta_1 = _check_number(name, "beta_1", beta_1, high=1.0)
+        self.beta_2 = _check_number(name, "beta_2", beta_2, high=1.0)
+        self.epsilon = _check_number(name, "epsilon", epsilon, low_open=True)
+
+    def _state_names(self):
+        return ("m", "v")
+
+    def _step_size(self):
+        t = self.iterations
+        return (self.learning_rate * math.sqrt(1.0 - self.beta_2 ** t)
+                / (1.0 - self.beta_1 ** t))
+
+    def _adam_direction(self, grads):
+        """Update moments; return lr_t m / (sqrt(v) + eps) in the scratch buffer."""
+        m, v, work = self._state["m"], self._state["v"], self._scratch
+
+        np.subtract(grads, m, out=work)
+        work *= 1.0 - self.beta_1
+        m += work  # m = b1 m + (1 - b1) g
+
+        np.multiply(grads, grads, out=work)
+        work -= v
+        work *= 1.0 - self.beta_2
+        v += work  # v = b2 v + (1 - b2) g^2
+
+        # lr_t m / (sqrt(v) + eps) = m / (sqrt(v)/lr_t + eps/lr_t): saves a pass
+        step = self._step_size()
+        np.sqrt(v, out=work)
+        work *= 1.0 / step
+        work += self.epsilon / step
+        np.divide(m, work, out=work)
+        return work
+
+    def _update(self, params, grads, out):
+        np.subtract(params, self._adam_direction(grads), out=out)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as Keras's AdamW.
+
+    Each step first shrinks every parameter, ``p -= lr * weight_decay * p``
+    (biases included, as Keras by default), then applies the Adam update.
+    """
+
+    _hyper = ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon)
+        self.weight_decay = _check_number("AdamW", "weight_decay", weight_decay)
+
+    def _update(self, params, grads, out):
+        direction = self._adam_direction(grads)
+        np.multiply(params, 1.0 - self.learning_rate * self.weight_decay, out=out)
+        out -= direction
+
+
+_REGISTRY = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def names():
+    return sorted(_REGISTRY)
+
+
+def get(identifier):
+    """Resolve a name ("adam", "sgd", "adamw") or an Optimizer object."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _REGISTRY:
+        return _REGISTRY[identifier.lower()]()
+    raise ValueError(f"optimizer: unknown optimizer {identifier!r}; expected one of "
+                     f"{', '.join(names())} or a softmaxreg.optimizers object")
+
+
+def from_config(config):
+    """Rebuild an optimizer from ``get_config()`` output, strictly."""
+    if not isinstance(config, dict):
+        raise ValueError(f"optimizer: expected a dict; got {type(config).__name__}")
+    classes = {cls.__name__: cls for cls in _REGISTRY.values()}
+    name = config.get("class_name")
+    if name not in classes:
+        raise ValueError(f"optimizer class_name: unknown optimizer {name!r}; "
+                         f"expected one of {', '.join(sorted(classes))}")
+    cls = classes[name]
+    kwargs = {k: v for k, v in config.items() if k != "class_name"}
+    unknown = set(kwargs) - set(cls._hyper)
+    if unknown:
+        raise ValueError(f"optimizer {name}: unknown keys {sorted(unknown)}")
+    return cls(**kwargs)

@@ -1,0 +1,501 @@
+"""Model files: one safetensors file holding the weights and a JSON description.
+
+A model file is safe to open when it comes from a stranger: nothing in it is
+ever imported, called or unpickled. The layout is the plain safetensors one::
+
+    8 bytes   little-endian length N of the header
+    N bytes   JSON header: per tensor {dtype, shape, data_offsets}, plus
+              "__metadata__": {"softmaxreg": "<JSON description>"}
+    rest      the raw little-endian tensor bytes, back to back
+
+The description (``model.metadata_`` after loading) holds the format name and
+version, the library version, the model class and its config, the input
+preprocessing, the class names and the training provenance.
+
+Before the safetensors library sees a byte, :func:`read_container` checks the
+header length and each tensor's byte span against the file's real size, so a
+hostile or damaged file can neither make us allocate far beyond its size nor
+raise anything but :class:`~softmaxreg.errors.ModelFileError`.
+"""
+
+import json
+import math
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from softmaxreg.errors import ModelFileError
+
+FORMAT_NAME = "softmaxreg-model"
+FORMAT_VERSION = 1
+METADATA_KEY = "softmaxreg"
+
+# A description of a few layers fits in kilobytes; this bound only stops a
+# hostile header from making us parse gigabytes of JSON.
+_MAX_HEADER_BYTES = 16 * 1024 * 1024
+_MAX_RANK = 8
+_ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
+
+# safetensors dtype code -> NumPy dtype, restricted to what models hold.
+_DTYPES = {
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+    "I32": np.dtype("<i4"),
+    "I64": np.dtype("<i8"),
+    "U8": np.dtype("u1"),
+}
+_DTYPE_CODES = {dtype: code for code, dtype in _DTYPES.items()}
+
+# The only classes a model file may name. Each value is a fixed "module:attribute"
+# of this package (or, in tests, a class); the file's text never picks a module.
+_MODEL_CLASSES = {
+    "Sequential": "softmaxreg.models:Sequential",
+    "SoftmaxRegression": "softmaxreg.estimator:SoftmaxRegression",
+}
+
+_PICKLE_HINT = (
+    "softmaxreg never unpickles files; re-save the model with "
+    "softmaxreg.save_model, which writes safetensors"
+)
+
+
+# ---------------------------------------------------------------------------
+# Public API
+
+
+def save_model(model, path, *, preprocessing=None, provenance=None, class_names=None):
+    """Write ``model`` to one safetensors file at ``path``, atomically.
+
+    Parameters
+    ----------
+    model : Sequential or SoftmaxRegression
+        Any object with ``get_config()`` and ``get_weights_dict()``.
+    path : str or os.PathLike
+        Destination; its folder must exist. An existing file is replaced only
+        once the new one is completely on disk.
+    preprocessing : dict, optional
+        How raw inputs become model inputs, for example
+        ``{"input_scale": 1 / 255, "input_shape": [28, 28]}``.
+    provenance : dict, optional
+        How the model was trained: dataset and checksum, seed, epochs, history,
+        final metrics. Must be JSON-serialisable (NumPy scalars are converted).
+    class_names : list of str, optional
+        A readable name per class index.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    config = model.get_config()
+    weights = model.get_weights_dict()
+    class_name = config.get("class_name") if isinstance(config, dict) else None
+    if not isinstance(class_name, str):
+        raise TypeError(
+            "model.get_config() must return a dict with a 'class_name' string; "
+            f"got {type(config).__name__}"
+        )
+    description = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "library_version": _library_version(),
+        "model_class": class_name,
+        "config": config,
+        "preprocessing": dict(preprocessing or {}),
+        "class_names": None if class_names is None else [str(c) for c in class_names],
+        "provenance": dict(provenance or {}),
+    }
+    return write_container(path, weights, description)
+
+
+def load_model(path):
+    """Load a model written by :func:`save_model`.
+
+    The file's description names the model class, which must be one this
+    library knows; its config is validated strictly by the class, and every
+    array's name, shape and dtype is checked against it. Nothing named in the
+    file is imported or called.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    model
+        The rebuilt model, with the file's description in ``model.metadata_``.
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, truncated, not a softmaxreg model file, from a
+        newer format version, or its weights do not match its description.
+    """
+    tensors, description = read_container(path, expected_format=FORMAT_NAME)
+    model = build_model(description, tensors, path)
+    model.metadata_ = description
+    return model
+
+
+def build_model(description, tensors, path):
+    """Rebuild a model from a checked description and its arrays."""
+    class_name = description.get("model_class")
+    config = description.get("config")
+    cls = _resolve_model_class(class_name, path)
+    if not isinstance(config, dict) or config.get("class_name") != class_name:
+        raise ModelFileError(
+            f"{path}: the model description's 'config' must be an object whose "
+            f"'class_name' is {class_name!r}; the file is damaged or was edited"
+        )
+    _check_declared_size(class_name, config, tensors, path)
+    try:
+        model = cls.from_config(config)
+        model.set_weights_dict(tensors)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ModelFileError(f"{path}: invalid model: {_one_line(error)}") from error
+    return model
+
+
+# ---------------------------------------------------------------------------
+# The container: safetensors bytes plus one JSON description
+
+
+def write_container(path, tensors, description):
+    """Write ``tensors`` and the JSON ``description`` as one safetensors file.
+
+    The bytes go to a temporary file in the destination folder, are flushed
+    and fsynced, then renamed over ``path``: a crash leaves either the old file
+    or the new one, never a mix.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    tensors : dict of str to numpy.ndarray
+    description : dict
+        JSON-serialisable; NumPy scalars and arrays are converted.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from safetensors.numpy import save
+
+    path = Path(path)
+    arrays = {}
+    for name, array in tensors.items():
+        array = np.asarray(array)
+        if array.dtype.newbyteorder("<") not in _DTYPE_CODES:
+            raise TypeError(
+                f"array {name!r} has dtype {array.dtype}; model files hold "
+                "float16/32/64, int32/64 or uint8 arrays"
+            )
+        # a C-ordered little-endian copy; 0-d arrays keep their shape ()
+        arrays[str(name)] = np.array(array, dtype=array.dtype.newbyteorder("<"), order="C")
+    text = json.dumps(description, default=_json_default, sort_keys=True)
+    data = save(arrays, metadata={METADATA_KEY: text})
+    atomic_write_bytes(path, data)
+    return path
+
+
+def read_container(path, *, expected_format):
+    """Read and check a file written by :func:`write_container`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    expected_format : str
+        The description's required ``"format"`` value.
+
+    Returns
+    -------
+    tensors : dict of str to numpy.ndarray
+    description : dict
+        The parsed JSON description.
+    """
+    data = _read_bytes(path)
+    header, data_start = _parse_header(data, path)
+    description = _parse_description(header, path, expected_format)
+    tensors = _decode_tensors(data, header, data_start, path)
+    return tensors, description
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=folder
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+    _fsync_folder(folder)
+
+
+# ---------------------------------------------------------------------------
+# Reading, step by step; every failure is a ModelFileError naming the problem
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise ModelFileError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"expected a model file, got a folder: {path}") from None
+    except OSError as error:
+        message = f"cannot read model file {path}: {error.strerror}"
+        raise ModelFileError(message) from None
+
+
+def _parse_header(data, path):
+    """Return the header dict and the offset where tensor bytes start."""
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        kind = "a pickle" if data[:1] == b"\x80" else "a zip archive (PyTorch?)"
+        raise ModelFileError(
+            f"{path} looks like {kind}, not a model file; {_PICKLE_HINT}"
+        )
+    if len(data) < 8:
+        raise ModelFileError(
+            f"{path} is truncated or not a model file: {len(data)} bytes, "
+            "fewer than the 8-byte header length"
+        )
+    (header_size,) = struct.unpack("<Q", data[:8])
+    if header_size > len(data) - 8 or header_size > _MAX_HEADER_BYTES:
+        raise ModelFileError(
+            f"{path} is truncated or not a model file: its header declares "
+            f"{header_size} bytes but the file holds {len(data)} bytes in all"
+        )
+    try:
+        header = json.loads(data[8 : 8 + header_size].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ModelFileError(
+            f"{path} is damaged or not a model file: its header is not valid JSON"
+        ) from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path} is damaged: its header is not a JSON object")
+    _check_spans(header, len(data) - 8 - header_size, path)
+    return header, 8 + header_size
+
+
+def _check_spans(header, data_size, path):
+    """Each tensor's shape must match its byte span; the spans must tile the data."""
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or set(entry) != _ENTRY_KEYS:
+            raise ModelFileError(f"{path} is damaged: bad header entry for {name!r}")
+        dtype = _DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
+        if dtype is None:
+            raise ModelFileError(
+                f"{path}: array {name!r} has unsupported dtype {entry['dtype']!r}; "
+                f"expected one of {', '.join(_DTYPES)}"
+            )
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if not _is_shape(shape):
+            raise ModelFileError(f"{path} is damaged: bad shape {shape!r} for {name!r}")
+        if not _is_int_list(offsets) or len(offsets) != 2:
+            raise ModelFileError(f"{path} is damaged: bad offsets for {name!r}")
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_size:
+            raise ModelFileError(
+                f"{path} is truncated: array {name!r} spans bytes {begin}..{end} "
+                f"but only {data_size} bytes of array data follow the header"
+            )
+        if math.prod(shape) * dtype.itemsize != end - begin:
+            raise ModelFileError(
+                f"{path} is damaged: array {name!r} of shape {tuple(shape)} needs "
+                f"{math.prod(shape) * dtype.itemsize} bytes, "
+                f"its span holds {end - begin}"
+            )
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise ModelFileError(
+                f"{path} is damaged: array byte spans overlap or leave gaps"
+            )
+        position = end
+    if position != data_size:
+        raise ModelFileError(
+            f"{path} is damaged: {data_size - position} unexplained bytes "
+            "after the arrays"
+        )
+
+
+def _parse_description(header, path, expected_format):
+    metadata = header.get("__metadata__")
+    text = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(text, str):
+        raise ModelFileError(
+            f"{path} is a safetensors file without a softmaxreg description; "
+            "only files written by softmaxreg.save_model can be loaded"
+        )
+    try:
+        description = json.loads(text)
+    except (ValueError, RecursionError):
+        message = f"{path} is damaged: its description is not valid JSON"
+        raise ModelFileError(message) from None
+    if not isinstance(description, dict):
+        raise ModelFileError(f"{path} is damaged: its description is not a JSON object")
+    if description.get("format") != expected_format:
+        raise ModelFileError(
+            f"{path}: expected format {expected_format!r}, "
+            f"found {description.get('format')!r}"
+        )
+    _check_version(description.get("format_version"), path)
+    return description
+
+
+def _check_version(version, path):
+    if version is None:
+        raise ModelFileError(f"{path}: the description has no 'format_version'")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(
+            f"{path}: 'format_version' must be a positive integer, found {version!r}"
+        )
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written in format version {version} by a newer softmaxreg; "
+            f"this version ({_library_version()}) reads up to {FORMAT_VERSION}: "
+            "upgrade softmaxreg to load it"
+        )
+
+
+def _decode_tensors(data, header, data_start, path):
+    # The spans were checked against the file's size, so the library's
+    # allocations are bounded by it; the library checks the rest again.
+    from safetensors.numpy import load
+
+    try:
+        tensors = load(data)
+    except Exception as error:  # the library's own error types vary by version
+        raise ModelFileError(f"{path} is damaged: {_one_line(error)}") from None
+    # copies: writable arrays in native byte order, independent of ``data``
+    return {
+        name: np.array(array, dtype=array.dtype.newbyteorder("="))
+        for name, array in tensors.items()
+    }
+
+
+def _check_declared_size(class_name, config, tensors, path):
+    """Refuse a description declaring far more parameters than the file holds.
+
+    ``Sequential.from_config`` allocates the layers' weights when the input
+    shape is known, so a few edited numbers could otherwise ask for terabytes.
+    """
+    if class_name != "Sequential":
+        return
+    declared = _sequential_size(config)
+    stored = sum(int(array.size) for array in tensors.values())
+    if declared is not None and declared > stored:
+        raise ModelFileError(
+            f"{path}: the description declares {declared} weights but the file "
+            f"holds {stored}; the file is damaged or was edited"
+        )
+
+
+def _sequential_size(config):
+    """Parameters of a Sequential config's Dense layers, or None if unknown."""
+    shape = config.get("input_shape")
+    layers = config.get("layers")
+    if not _is_int_list(shape) or not isinstance(layers, list):
+        return None
+    features, total = math.prod(shape), 0
+    for entry in layers:
+        if not isinstance(entry, dict) or entry.get("class_name") != "Dense":
+            continue
+        layer = entry.get("config")
+        units = layer.get("units") if isinstance(layer, dict) else None
+        if _is_int_list([units]):
+            bias = units if layer.get("use_bias", True) is not False else 0
+            total += features * units + bias  # kernel (n_in, units), bias (units,)
+            features = units
+    return total
+
+
+def _resolve_model_class(name, path):
+    target = _MODEL_CLASSES.get(name) if isinstance(name, str) else None
+    if target is None:
+        raise ModelFileError(
+            f"{path}: unknown model class {name!r}; model files may name only "
+            f"{', '.join(sorted(_MODEL_CLASSES))} (nothing named in a file is imported)"
+        )
+    if not isinstance(target, str):
+        return target
+    import importlib
+
+    module_name, attribute = target.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+
+
+def _is_shape(value):
+    if not _is_int_list(value) or len(value) > _MAX_RANK:
+        return False
+    return min(value, default=0) >= 0
+
+
+def _is_int_list(value):
+    return isinstance(value, list) and all(
+        isinstance(item, int) and not isinstance(item, bool) for item in value
+    )
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(
+        f"cannot store a {type(value).__name__} in a model file's description"
+    )
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _library_version():
+    from softmaxreg import __version__
+
+    return __version__
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_folder(folder):
+    # Makes the rename itself durable; not possible on every platform.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,390 @@
+"""The command line: each command, --json output, exit codes, bad model files."""
+
+import gzip
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from softmaxreg import cli, saving
+
+N_CLASSES = 10
+
+
+def make_digits(n_samples, seed):
+    """uint8 28x28 images whose class is a bright 6x6 block at a class-set place."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_samples) % N_CLASSES
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(n_samples, 28, 28)).astype(np.uint8)
+    for index, label in enumerate(labels):
+        row, col = divmod(int(label), 5)
+        images[index, 4 + 12 * row : 10 + 12 * row, 2 + 5 * col : 8 + 5 * col] = 220
+    return images, labels.astype(np.uint8)
+
+
+def write_npz(path, n_train=300, n_test=100, seed=0):
+    x_train, y_train = make_digits(n_train, seed)
+    x_test, y_test = make_digits(n_test, seed + 1)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+@pytest.fixture
+def npz(tmp_path):
+    return write_npz(tmp_path / "blocks.npz")
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SOFTMAXREG_DEBUG", raising=False)
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err, pattern):
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("softmaxreg: error: "), err
+    assert "Traceback" not in err
+    assert __import__("re").search(pattern, lines[-1]), lines[-1]
+
+
+@pytest.fixture
+def softmax_model(tmp_path, npz, capsys):
+    path = tmp_path / "softmax.safetensors"
+    code, _, err = run(capsys, "train", "--dataset", npz, "--model", "softmax",
+                       "--output", path)
+    assert code == 0, err
+    return path
+
+
+# --- train ------------------------------------------------------------------------
+
+
+def test_train_softmax_json(tmp_path, npz, capsys):
+    code, out, err = run(capsys, "train", "--dataset", npz, "--model", "softmax",
+                         "--json")
+    assert code == 0, err
+    summary = json.loads(out)  # exactly one JSON object on stdout
+    assert summary["dataset"] == "blocks"
+    assert summary["model"]["kind"] == "softmax"
+    assert summary["test_accuracy"] > 0.9
+    assert 0 <= summary["test_loss"] < 1.0
+    assert summary["train_seconds"] > 0
+    assert summary["model_path"] == os.path.join("models", "blocks-softmax.safetensors")
+    loaded = saving.load_model(tmp_path / summary["model_path"])
+    provenance = loaded.metadata_["provenance"]
+    assert provenance["dataset_fingerprint"].startswith("blocks.npz:sha256:")
+    assert loaded.metadata_["preprocessing"]["input_shape"] == [28, 28]
+
+
+def test_train_text_output_names_the_saved_file(npz, capsys):
+    code, out, _ = run(capsys, "train", "--dataset", npz, "--model", "softmax",
+                       "--output", "out/m.safetensors")
+    assert code == 0
+    assert "test accuracy" in out
+    assert out.strip().splitlines()[-1] == "model saved to out/m.safetensors"
+
+
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["--epochs", "0"], "--epochs: expected a positive integer, got '0'"),
+        (["--model", "cnn"], "invalid choice: 'cnn'"),
+        (["--validation-split", "1.5"], r"expected a number in \[0, 1\)"),
+        (["--model", "softmax", "--hidden", "64"], "--model softmax has no hidden"),
+        (["--model", "softmax", "--optimizer", "adamw"], "not available for --model"),
+        (["--resume"], "--resume: needs --checkpoint"),
+    ],
+)
+def test_train_bad_usage_exits_2(npz, capsys, argv, pattern):
+    code, out, err = run(capsys, "train", "--dataset", npz, *argv)
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, pattern)
+
+
+def test_train_missing_dataset_exits_2(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--dataset", tmp_path / "none.npz")
+    assert code == 2
+    assert_one_line_error(err, "none.npz: no such file")
+
+
+def test_corrupt_cached_dataset_is_reported_and_removed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SOFTMAXREG_DATA", raising=False)
+    folder = tmp_path / "cache" / "softmaxreg" / "mnist"
+    folder.mkdir(parents=True)
+    html = b"<!DOCTYPE html><html><body>Rate limit exceeded</body></html>"
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    for name in names:
+        (folder / (name + ".gz")).write_bytes(gzip.compress(html))
+    code, _, err = run(capsys, "train", "--no-download", "--limit", "10")
+    assert code == 2
+    assert_one_line_error(err, "(?i)html")
+    assert not (folder / "train-images-idx3-ubyte.gz").exists()
+
+
+# --- evaluate ----------------------------------------------------------------------
+
+
+def test_evaluate_text(softmax_model, npz, capsys):
+    code, out, err = run(capsys, "evaluate", softmax_model, "--dataset", npz)
+    assert code == 0, err
+    assert "accuracy" in out and "precision" in out and "confusion matrix" in out
+
+
+def test_evaluate_json_matches_metrics(softmax_model, npz, capsys):
+    code, out, _ = run(capsys, "evaluate", softmax_model, "--dataset", npz, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["n_samples"] == 100
+    assert np.array(result["confusion_matrix"]).sum() == 100
+    assert len(result["per_class"]) == N_CLASSES
+    assert {"precision", "recall", "f1"} <= set(result["per_class"][0])
+    # the same numbers as the model's own predictions
+    model = saving.load_model(softmax_model)
+    (_, _), (x_test, y_test) = __import__("softmaxreg").datasets.load_npz(npz)
+    proba = model.predict_proba(x_test.reshape(100, -1).astype(np.float32) / 255)
+    expected = np.mean(model.classes_[proba.argmax(axis=1)] == y_test)
+    assert result["accuracy"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_evaluate_uses_the_training_dataset_by_default(softmax_model, capsys):
+    # provenance names "blocks", which is not a registered dataset: a clear error
+    code, _, err = run(capsys, "evaluate", softmax_model)
+    assert code == 2
+    assert_one_line_error(err, "unknown dataset 'blocks'")
+
+
+# --- predict -----------------------------------------------------------------------
+
+
+def _save_png(path, image):
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+    return path
+
+
+def test_predict_png_and_npy(tmp_path, softmax_model, capsys):
+    images, labels = make_digits(4, seed=5)
+    png = _save_png(tmp_path / "digit.png", images[0])
+    one = tmp_path / "one.npy"
+    np.save(one, images[1])  # (28, 28) uint8: one raw image
+    flat = tmp_path / "flat.npy"
+    np.save(flat, (images[2] / 255).reshape(784))  # (784,) float in [0, 1]
+    many = tmp_path / "many.npy"
+    np.save(many, images)  # (4, 28, 28): four images
+    code, out, err = run(capsys, "predict", softmax_model, png, one, flat, many, "--json")
+    assert code == 0, err
+    predictions = json.loads(out)["predictions"]
+    assert [p["input"] for p in predictions] == [
+        str(png), str(one), str(flat), *(f"{many}[{i}]" for i in range(4))
+    ]
+    assert [p["predicted"] for p in predictions[1:3]] == [str(labels[1]), str(labels[2])]
+    assert [p["predicted"] for p in predictions[3:]] == [str(v) for v in labels]
+    for prediction in predictions:
+        probs = [c["probability"] for c in prediction["top"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+
+
+def test_predict_text(tmp_path, softmax_model, capsys):
+    images, labels = make_digits(1, seed=6)
+    np.save(tmp_path / "x.npy", images[0])
+    code, out, _ = run(capsys, "predict", softmax_model, tmp_path / "x.npy")
+    assert code == 0
+    assert out.startswith(f"{tmp_path / 'x.npy'}: {labels[0]}  (")
+
+
+@pytest.mark.parametrize(
+    "array, pattern",
+    [
+        (np.zeros((27, 28), np.uint8), r"expected an array of shape \(28, 28\)"),
+        (np.full((28, 28), 255.0), r"float pixels must lie in \[0, 1\], found 255"),
+        (np.full((28, 28), np.nan), "NaN"),
+        (np.zeros((28, 28), np.complex64), "expected uint8 raw pixels"),
+    ],
+)
+def test_predict_bad_npy_exits_2(tmp_path, softmax_model, capsys, array, pattern):
+    np.save(tmp_path / "bad.npy", array)
+    code, _, err = run(capsys, "predict", softmax_model, tmp_path / "bad.npy")
+    assert code == 2
+    assert_one_line_error(err, pattern)
+
+
+def test_predict_missing_input_exits_2(tmp_path, softmax_model, capsys):
+    code, _, err = run(capsys, "predict", softmax_model, tmp_path / "nope.png")
+    assert code == 2
+    assert_one_line_error(err, "no such input file")
+
+
+def test_predict_undecodable_image_exits_2(tmp_path, softmax_model, capsys):
+    (tmp_path / "fake.png").write_bytes(b"<html>not an image</html>")
+    code, _, err = run(capsys, "predict", softmax_model, tmp_path / "fake.png")
+    assert code == 2
+    assert_one_line_error(err, "fake.png")
+
+
+# --- bad model files: exit 2, one line, nothing run ---------------------------------
+
+
+def _body(path):
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + size]), data[8 + size :]
+
+
+def _write(path, header, body):
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + body)
+
+
+def _tamper_description(path, edit):
+    header, body = _body(path)
+    description = json.loads(header["__metadata__"]["softmaxreg"])
+    edit(description)
+    header["__metadata__"]["softmaxreg"] = json.dumps(description)
+    _write(path, header, body)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _future(path):
+    _tamper_description(path, lambda d: d.update(format_version=7))
+
+
+def _object_path(path):
+    def edit(description):
+        description["model_class"] = "subprocess:Popen"
+        description["config"]["class_name"] = "subprocess:Popen"
+
+    _tamper_description(path, edit)
+
+
+def _wrong_shape(path):
+    header, body = _body(path)
+    begin, end = header["coef"]["data_offsets"]
+    header["coef"]["shape"] = [9, 784]  # a 9-class head for a 10-class model
+    cut = 784 * 4
+    body = body[:begin] + body[begin : end - cut] + body[end:]
+    for name, entry in header.items():
+        if name != "__metadata__" and entry["data_offsets"][0] >= end:
+            entry["data_offsets"] = [o - cut for o in entry["data_offsets"]]
+    header["coef"]["data_offsets"] = [begin, end - cut]
+    _write(path, header, body)
+
+
+def _pickled(path):
+    import pickle
+
+    path.write_bytes(pickle.dumps({"coef": np.zeros(3)}))
+
+
+@pytest.mark.parametrize(
+    "damage, pattern",
+    [
+        (_truncate, "truncated"),
+        (_future, "format version 7 by a newer softmaxreg"),
+        (_object_path, "unknown model class 'subprocess:Popen'"),
+        (_wrong_shape, r"'coef' must have shape \(10, 784\); found \(9, 784\)"),
+        (_pickled, "looks like a pickle"),
+    ],
+)
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_bad_model_file_exits_2(tmp_path, softmax_model, npz, capsys, damage, pattern,
+                                command):
+    damage(softmax_model)
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.uint8))
+    extra = ["--dataset", npz] if command == "evaluate" else [tmp_path / "x.npy"]
+    code, out, err = run(capsys, command, softmax_model, *extra)
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, pattern)
+
+
+def test_missing_model_file_exits_2(tmp_path, capsys):
+    code, _, err = run(capsys, "predict", tmp_path / "none.safetensors", "x.png")
+    assert code == 2
+    assert_one_line_error(err, "model file not found")
+
+
+# --- datasets, help, unexpected failures --------------------------------------------
+
+
+def test_datasets_json(real_data_dir, capsys):
+    code, out, _ = run(capsys, "datasets", "--data-dir", real_data_dir, "--json")
+    assert code == 0
+    records = {r["name"]: r for r in json.loads(out)}
+    assert records["mnist"]["verified"] is True
+
+
+def test_datasets_text_lists_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SOFTMAXREG_DATA", raising=False)
+    monkeypatch.setattr("softmaxreg.datasets.locate.SYSTEM_DIRS", [])
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0
+    assert "mnist" in out and "missing" in out
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "report", "datasets"])
+def test_every_command_has_help(command, capsys):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert out.startswith("usage: softmaxreg " + command)
+
+
+def test_train_help_states_the_defaults(capsys):
+    _, out, _ = run(capsys, "train", "--help")
+    text = " ".join(out.split())
+    for default in ("(default: mnist)", "(default: mlp)", "(default: 128)",
+                    "(default: 5)", "(default: 32)", "(default: adam)", "0.001",
+                    "(default: 0)", "models/<dataset>-<model>.safetensors"):
+        assert default in text
+
+
+def test_no_command_is_usage_error(capsys):
+    code, _, err = run(capsys)
+    assert code == 2
+    assert "softmaxreg: error:" in err
+
+
+def test_unexpected_error_exits_1_with_hint(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "_run_datasets", broken)
+    code, _, err = run(capsys, "datasets")
+    assert code == 1
+    assert "softmaxreg: error: RuntimeError: disk on fire" in err
+    assert "SOFTMAXREG_DEBUG=1" in err and "Traceback" not in err
+    monkeypatch.setenv("SOFTMAXREG_DEBUG", "1")
+    code, _, err = run(capsys, "datasets")
+    assert code == 1 and "Traceback" in err
+
+
+def test_console_script_runs_as_a_process(tmp_path, softmax_model):
+    result = subprocess.run(
+        [sys.executable, "-m", "softmaxreg.cli", "predict", str(softmax_model),
+         str(tmp_path / "missing.png")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"softmaxreg: error: no such input file: {tmp_path / 'missing.png'}"
+    ]

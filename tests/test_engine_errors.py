@@ -1,0 +1,190 @@
+"""Bad input to the training engine: each case a clear error or warning, nothing lost."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import softmaxreg as sr
+from softmaxreg.callbacks import LambdaCallback
+from softmaxreg.errors import DataError, NotFittedError, TrainingError
+from softmaxreg.models import DataRangeWarning, NotLearningWarning
+
+
+def make_model(n_classes=10, optimizer="adam", dtype="float32"):
+    model = sr.Sequential([sr.layers.Flatten(),
+                           sr.layers.Dense(8, activation="relu"),
+                           sr.layers.Dense(n_classes, activation="softmax")],
+                          dtype=dtype)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def make_data(n=50, n_classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 4, 4), dtype=np.float32)
+    y = np.arange(n) % n_classes
+    return x, y
+
+
+# -- labels ------------------------------------------------------------------------------
+
+def test_labels_1_to_10_rejected_before_any_step():
+    x, y = make_data()
+    model = make_model()
+    with pytest.raises(DataError, match=r"0\.\.9 .*got 10: 5 of 50 labels are out "
+                                        r"of range.*subtract 1"):
+        model.fit(x, y + 1, verbose=0, seed=0)
+    assert not model.built  # nothing was built, let alone trained
+
+
+def test_label_minus_one_rejected():
+    x, y = make_data()
+    y = y.copy()
+    y[[3, 7]] = -1
+    with pytest.raises(DataError, match=r"got -1: 2 of 50 labels"):
+        make_model().fit(x, y, verbose=0, seed=0)
+
+
+def test_onehot_labels_to_sparse_loss_suggest_argmax():
+    x, y = make_data(n=5)
+    with pytest.raises(DataError, match=r"shape \(5, 10\).*argmax.*"
+                                        "categorical_crossentropy"):
+        make_model().fit(x, np.eye(10)[y], verbose=0, seed=0)
+
+
+def test_label_count_mismatch_gives_both_counts():
+    x, _ = make_data(n=5)
+    with pytest.raises(DataError, match="x has 5 samples but y has 50 labels"):
+        make_model().fit(x, np.arange(50) % 10, verbose=0, seed=0)
+
+
+def test_whole_float_labels_behave_as_integers():
+    x, y = make_data()
+    a, b = make_model(), make_model()
+    a.fit(x, y, epochs=2, verbose=0, seed=3)
+    b.fit(x, y.astype(np.float64), epochs=2, verbose=0, seed=3)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert a.evaluate(x, y) == b.evaluate(x, y.astype(np.float32))
+
+
+@pytest.mark.parametrize("bad,shown", [(2.5, "2.5"), (np.nan, "nan")])
+def test_fractional_or_nan_label_named(bad, shown):
+    x, y = make_data()
+    y = y.astype(np.float64)
+    y[4] = bad
+    with pytest.raises(DataError, match=f"label 4 is {shown}"):
+        make_model().fit(x, y, verbose=0, seed=0)
+
+
+def test_one_class_only():
+    x, _ = make_data()
+    with pytest.raises(DataError, match="at least 2 classes are needed; got only "
+                                        "class 3"):
+        make_model().fit(x, np.full(50, 3), verbose=0, seed=0)
+
+
+# -- samples -----------------------------------------------------------------------------
+
+def test_zero_samples():
+    with pytest.raises(DataError, match="no training samples"):
+        make_model().fit(np.zeros((0, 4, 4)), np.zeros(0, int), verbose=0)
+
+
+def test_batch_larger_than_data_makes_one_step():
+    x, y = make_data(n=3, n_classes=3)
+    model = make_model()
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, seed=0)
+    assert model.optimizer.iterations == 1
+    assert len(history.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_training_data_names_first_bad_row(bad):
+    x, y = make_data()
+    x[17, 2, 1] = bad
+    x[30, 0, 0] = bad
+    with pytest.raises(DataError, match="sample 17 holds NaN or infinity"):
+        make_model().fit(x, y, verbose=0, seed=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_single_image_predict_is_one_sample(dtype):
+    x, y = make_data()
+    model = make_model(dtype=dtype)
+    model.fit(x, y, verbose=0, seed=0)
+    assert model.predict(x[0]).shape == (1, 10)
+    assert model.predict(x[0].reshape(-1)).shape == (1, 10)
+    np.testing.assert_allclose(model.predict(x[0])[0], model.predict(x)[0],
+                               rtol=1e-6)
+    assert model.predict(x).dtype == np.dtype(dtype)
+
+
+def test_wrong_sample_shape_suggests_reshape():
+    x, y = make_data()
+    model = make_model()
+    model.fit(x, y, verbose=0, seed=0)
+    with pytest.raises(DataError, match=r"samples of shape \(4, 4\).*reshape it to "
+                                        r"\(n_samples, 4, 4\)"):
+        model.predict(np.zeros((3, 5)))
+
+
+def test_predict_before_fit():
+    with pytest.raises(NotFittedError, match="no weights yet"):
+        make_model().predict(np.zeros((1, 4, 4)))
+
+
+# -- warnings ----------------------------------------------------------------------------
+
+def test_raw_pixels_to_model_trained_on_unit_range_warn():
+    x, y = make_data()
+    model = make_model()
+    model.fit(x, y, verbose=0, seed=0)
+    raw = (x * 255).round()
+    with pytest.warns(DataRangeWarning, match=r"\[0, 255\].*trained on inputs in "
+                                              r"\[.*divide by 255"):
+        model.predict(raw)
+    with pytest.warns(DataRangeWarning):
+        model.evaluate(raw, y)
+
+
+def test_constant_loss_at_ln_k_warns_not_learning():
+    x = np.zeros((40, 4, 4), np.float32)
+    y = np.arange(40) % 10
+    model = make_model()
+    with pytest.warns(NotLearningWarning, match=r"2\.3026 ~ ln\(10\).*not learning"):
+        model.fit(x, y, batch_size=40, epochs=2, verbose=0, seed=0)
+
+
+# -- divergence and interruption ---------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [1e30, 1e36])
+def test_divergence_stops_with_last_finite_weights(scale):
+    x, y = make_data()
+    x = x * np.float32(scale)
+    model = make_model(optimizer=sr.optimizers.SGD(learning_rate=1000.0))
+    with pytest.raises(TrainingError, match="loss became (nan|inf).*Lower the "
+                                            "learning rate"):
+        model.fit(x, y, epochs=3, verbose=0, seed=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_ctrl_c_stops_at_a_step_boundary_and_keeps_history():
+    x, y = make_data(n=64)
+
+    def interrupt(epoch, logs=None):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    model = make_model()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0, seed=0,
+                  callbacks=[LambdaCallback(on_epoch_begin=interrupt)])
+    assert signal.getsignal(signal.SIGINT) is before
+    assert len(model.history.history["loss"]) == 1
+    assert model.optimizer.iterations == 4 + 1  # one epoch, then one more step
+    assert all(np.isfinite(w).all() for w in model.get_weights())

@@ -1,0 +1,421 @@
+"""Tests of prepare_digit: MNIST-like 28x28 images from any user picture."""
+
+import io
+import resource
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image, features
+
+from softmaxreg.errors import ImageError
+from softmaxreg.preprocessing import MAX_PIXELS, prepare_digit, prepare_digits
+
+
+def _digit_seven(height=200, width=160, thickness=14):
+    """A light-on-dark '7' drawn into a uint8 canvas, 0 background."""
+    canvas = np.zeros((height, width), dtype=np.uint8)
+    top, left = height // 5, width // 4
+    canvas[top:top + thickness, left:width - left] = 255  # the bar
+    for row in range(top, height - height // 6):  # the diagonal stroke
+        col = int(width - left - (row - top) * 0.45)
+        canvas[row, max(col - thickness, 0):col] = 255
+    return canvas
+
+
+def _encode(image, fmt, **options):
+    stream = io.BytesIO()
+    image.save(stream, fmt, **options)
+    return stream.getvalue()
+
+
+def _ink_box(image, level=0.0):
+    rows = np.flatnonzero((image > level).any(axis=1))
+    cols = np.flatnonzero((image > level).any(axis=0))
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def _centre_of_mass(image):
+    mass = image.sum()
+    rows = np.arange(28) @ image.sum(axis=1) / mass
+    cols = np.arange(28) @ image.sum(axis=0) / mass
+    return rows, cols
+
+
+# ------------------------------------------------------------ geometry
+
+
+def test_output_is_float32_28x28_in_unit_range():
+    image = prepare_digit(_digit_seven())
+    assert image.shape == (28, 28)
+    assert image.dtype == np.float32
+    assert image.min() >= 0.0 and image.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("height, width", [(40, 10), (10, 40), (300, 120), (7, 3)])
+def test_longer_side_is_20_and_aspect_ratio_kept(height, width):
+    canvas = np.zeros((height + 20, width + 30), dtype=np.uint8)
+    canvas[10:10 + height, 15:15 + width] = 255
+    image, info = prepare_digit(canvas, return_info=True)
+
+    rows, cols = _ink_box(image, level=0.05)
+    scale = 20 / max(height, width)
+    assert max(rows, cols) == 20
+    assert info["scaled_size"] == (round(width * scale), round(height * scale))
+    assert info["bbox"] == (15, 10, 15 + width, 10 + height)
+
+
+def test_centred_by_centre_of_mass_not_by_box():
+    # An "L": its centre of mass is far from the centre of its bounding box.
+    canvas = np.zeros((100, 100), dtype=np.uint8)
+    canvas[10:90, 10:25] = 255
+    canvas[75:90, 10:90] = 255
+    image = prepare_digit(canvas)
+    rows, cols = _centre_of_mass(image.astype(np.float64))
+    assert abs(rows - 14.0) <= 0.5 and abs(cols - 14.0) <= 0.5
+    box_rows = np.flatnonzero(image.any(axis=1))
+    assert (box_rows[0] + box_rows[-1]) / 2 < 13.0  # the box is not centred
+
+
+def test_an_mnist_digit_comes_back_nearly_unchanged(mnist):
+    (_, _), (x_test, _) = mnist
+    for digit in x_test[:50]:
+        image = prepare_digit(digit)
+        assert np.abs(image - digit / 255.0).mean() < 0.05
+
+
+def test_large_photo_is_reduced_and_bbox_is_in_original_pixels():
+    canvas = np.full((2400, 3000), 230, dtype=np.uint8)  # light paper
+    canvas[600:1800, 1400:1700] = 20  # a dark "1"
+    image, info = prepare_digit(Image.fromarray(canvas), return_info=True)
+    assert info["inverted"] is True
+    assert info["original_size"] == (3000, 2400)
+    left, top, right, bottom = info["bbox"]
+    assert abs(left - 1400) <= 3 and abs(right - 1700) <= 3
+    assert abs(top - 600) <= 3 and abs(bottom - 1800) <= 3
+    assert _ink_box(image, level=0.05)[0] == 20
+
+
+# ------------------------------------------------------------ inversion
+
+
+def test_dark_on_light_is_detected_and_inverted():
+    light = _digit_seven()
+    expected = prepare_digit(light)
+    image, info = prepare_digit(255 - light, return_info=True)
+    assert info["inverted"] is True
+    assert info["background"] == pytest.approx(1.0)
+    np.testing.assert_allclose(image, expected, atol=1e-6)
+
+
+def test_light_on_dark_is_not_inverted():
+    _, info = prepare_digit(_digit_seven(), return_info=True)
+    assert info["inverted"] is False
+    assert info["background"] == pytest.approx(0.0)
+
+
+def test_inversion_can_be_forced_or_switched_off():
+    dark_on_light = 255 - _digit_seven()
+    with pytest.raises(ImageError, match="blank or uniform.*invert=True"):
+        prepare_digit(dark_on_light, invert=False)
+    _, info = prepare_digit(dark_on_light, invert=True, return_info=True)
+    assert info["inverted"] is True
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None, 1.0])
+def test_invert_must_be_auto_or_bool(bad):
+    with pytest.raises(ValueError, match="invert must be 'auto', True or False"):
+        prepare_digit(_digit_seven(), invert=bad)
+
+
+def test_no_uint8_wraparound_below_the_background():
+    # Background 30 with specks at 20: uint8 "pixel - background" would wrap
+    # the specks to 246 and turn them into bright ink.
+    canvas = np.full((60, 60), 30, dtype=np.uint8)
+    canvas[::7, ::7] = 20
+    canvas[20:40, 25:35] = 250
+    image = prepare_digit(canvas)
+    reference = np.full((60, 60), 30, dtype=np.uint8)
+    reference[20:40, 25:35] = 250
+    np.testing.assert_array_equal(image, prepare_digit(reference))
+
+
+# ------------------------------------------------------------ file formats
+
+
+def _formats():
+    formats = ["L.png", "RGB.png", "RGBA.png", "LA.png", "P.png", "Ptrans.png",
+               "I;16.png", "RGB.jpg", "L.bmp", "P.gif", "1.png"]
+    if features.check("webp"):
+        formats.append("RGB.webp")
+    return formats
+
+
+def _dark_on_light_file(kind):
+    seven = _digit_seven()
+    paper = Image.fromarray(255 - seven)
+    mode, fmt = kind.split(".")
+    fmt = {"png": "PNG", "jpg": "JPEG", "bmp": "BMP", "gif": "GIF",
+           "webp": "WEBP"}[fmt]
+    if mode == "I;16":
+        # 16-bit gray uses the whole range: ink at 300 would wrap in uint8.
+        levels = (255 - seven).astype(np.uint16) * 257
+        return _encode(Image.fromarray(levels), fmt)
+    if mode == "Ptrans":
+        palette = paper.convert("P")
+        return _encode(palette, fmt, transparency=0)
+    if mode == "RGBA":
+        # Black ink, fully transparent background stored as black pixels.
+        pixels = np.zeros(seven.shape + (4,), dtype=np.uint8)
+        pixels[..., 3] = seven
+        return _encode(Image.fromarray(pixels), fmt)
+    if mode == "LA":
+        pixels = np.stack([np.zeros_like(seven), seven], axis=-1)
+        return _encode(Image.fromarray(pixels, mode="LA"), fmt)
+    image = paper.convert(mode)
+    options = {"quality": 75} if fmt in ("JPEG", "WEBP") else {}
+    return _encode(image, fmt, **options)
+
+
+@pytest.mark.parametrize("kind", _formats())
+def test_every_format_and_mode_gives_the_same_digit(kind):
+    expected = prepare_digit(_digit_seven())
+    image, info = prepare_digit(_dark_on_light_file(kind), return_info=True)
+    lossy = kind.endswith((".jpg", ".webp"))
+    assert np.abs(image - expected).mean() < (0.03 if lossy else 0.01)
+    assert info["format"] in ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+
+
+def test_path_and_pil_image_sources(tmp_path):
+    data = _dark_on_light_file("L.png")
+    path = tmp_path / "digit.png"
+    path.write_bytes(data)
+    expected = prepare_digit(data)
+    np.testing.assert_array_equal(prepare_digit(path), expected)
+    np.testing.assert_array_equal(prepare_digit(str(path)), expected)
+    np.testing.assert_array_equal(prepare_digit(Image.open(path)), expected)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1 / 255), (np.float64, 1 / 255),
+                                          (np.float64, 1.0), (np.uint16, 257)])
+def test_array_dtypes_are_read_by_their_range(dtype, scale):
+    expected = prepare_digit(_digit_seven())
+    image = prepare_digit((_digit_seven() * np.float64(scale)).astype(dtype))
+    np.testing.assert_allclose(image, expected, atol=1e-5)
+
+
+def test_rgb_and_rgba_arrays():
+    seven = _digit_seven()
+    rgb = np.repeat((255 - seven)[..., None], 3, axis=-1)
+    rgba = np.zeros(seven.shape + (4,), dtype=np.uint8)
+    rgba[..., 3] = seven
+    expected = prepare_digit(seven)
+    np.testing.assert_allclose(prepare_digit(rgb), expected, atol=1e-6)
+    np.testing.assert_allclose(prepare_digit(rgba), expected, atol=1e-6)
+
+
+def test_prepare_digits_stacks():
+    images = prepare_digits([_digit_seven(), 255 - _digit_seven()])
+    assert images.shape == (2, 28, 28) and images.dtype == np.float32
+    assert prepare_digits([]).shape == (0, 28, 28)
+
+
+# ------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize("canvas", [
+    np.zeros((30, 30), dtype=np.uint8),
+    np.full((30, 30), 255, dtype=np.uint8),
+    np.full((30, 30), 0.4),
+    np.zeros((30, 30, 3), dtype=np.uint8),
+])
+def test_blank_or_uniform_image_is_an_error(canvas):
+    with pytest.raises(ImageError, match="blank or uniform"):
+        prepare_digit(canvas)
+
+
+def test_uniform_png_and_transparent_png_are_errors():
+    with pytest.raises(ImageError, match="blank or uniform"):
+        prepare_digit(_encode(Image.new("L", (50, 40), 128), "PNG"))
+    with pytest.raises(ImageError, match="fully transparent"):
+        prepare_digit(_encode(Image.new("RGBA", (50, 40), (0, 0, 0, 0)), "PNG"))
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((28,)), r"shape \(height, width\).*got shape \(28,\)"),
+    (np.zeros((2, 28, 28)), r"1 to 4 channels; got shape \(2, 28, 28\)"),
+    (np.full((5, 5), -1.0), "negative values"),
+    (np.full((5, 5), np.nan), "NaN"),
+    (np.full((5, 5), 70000.0), "maximum is 70000"),
+    (np.zeros((0, 5)), "empty"),
+    (np.array([["a"]]), "must hold numbers"),
+])
+def test_bad_arrays(array, message):
+    with pytest.raises(ImageError, match=message):
+        prepare_digit(array)
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(ImageError, match="cannot read image file.*missing.png"):
+        prepare_digit(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="cannot decode the given bytes"):
+        prepare_digit(b"not an image at all")
+    with pytest.raises(ImageError, match="PNG, JPEG, BMP, GIF, WEBP"):
+        prepare_digit(_encode(Image.fromarray(_digit_seven()), "TIFF"))
+    with pytest.raises(TypeError, match="source must be a path.*got int"):
+        prepare_digit(12)
+
+
+def test_truncated_png_is_an_error():
+    data = _dark_on_light_file("L.png")
+    with pytest.raises(ImageError, match="cannot decode"):
+        prepare_digit(data[: len(data) // 2])
+
+
+def _png_chunk(kind, payload):
+    body = kind + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def _png_declaring(width, height):
+    """A tiny PNG whose header declares width x height 8-bit gray pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 1024)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", pixels) + _png_chunk(b"IEND", b""))
+
+
+def _bmp_declaring(width, height):
+    data = bytearray(_encode(Image.new("L", (4, 4), 0), "BMP"))
+    struct.pack_into("<ii", data, 18, width, height)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data", [
+    _png_declaring(50_000, 50_000),
+    _png_declaring(9_000, 8_000),
+    _bmp_declaring(50_000, 50_000),
+], ids=["png-50000", "png-just-over-limit", "bmp-50000"])
+def test_decompression_bomb_refused_before_decoding(data):
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match="too large.*pixels"):
+        prepare_digit(data)
+    assert time.perf_counter() - start < 1.0
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mib < 64  # decoding 50,000 x 50,000 gray would need 2.3 GiB
+
+
+def test_size_limit_applies_to_arrays_and_pil_images():
+    assert 9_000 * 8_000 > MAX_PIXELS
+    with pytest.raises(ImageError, match="too large"):
+        prepare_digit(np.broadcast_to(np.uint8(0), (9_000, 8_000)))
+
+
+# ------------------------------------------------------------ property-based
+
+
+def _valid_files():
+    files = [_dark_on_light_file(kind)
+             for kind in ("L.png", "RGBA.png", "P.gif", "L.bmp", "RGB.jpg")]
+    if features.check("webp"):
+        files.append(_dark_on_light_file("RGB.webp"))
+    return files
+
+
+_VALID_FILES = _valid_files()
+
+
+def _check_outcome(source):
+    try:
+        image = prepare_digit(source)
+    except ImageError:
+        return
+    assert image.shape == (28, 28) and image.dtype == np.float32
+    assert np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
+
+
+@settings(max_examples=150, deadline=2000)
+@given(st.binary(max_size=2048))
+def test_random_bytes_only_raise_image_error(data):
+    _check_outcome(data)
+
+
+@settings(max_examples=200, deadline=3000,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(_VALID_FILES),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_mutated_valid_files_only_raise_image_error(data, edits, cut):
+    mutated = bytearray(data)
+    for position, value in edits:
+        mutated[position % len(mutated)] = value
+    if cut is not None:
+        mutated = mutated[: cut % len(mutated)]
+    _check_outcome(bytes(mutated))
+
+
+@settings(max_examples=100, deadline=2000)
+@given(hnp.arrays(
+    dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int64]),
+    shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=12),
+))
+def test_random_arrays_only_raise_image_error(array):
+    _check_outcome(array)
+
+
+# ------------------------------------------------------------ real digits
+
+
+def _black_on_white_png(digit):
+    return _encode(Image.fromarray(255 - digit), "PNG")
+
+
+def _offcentre_jpeg(digit, index):
+    """The digit scaled to 60 px, pasted off-centre on a white 200x200 canvas."""
+    big = Image.fromarray(255 - digit).resize((60, 60), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (200, 200), 255)
+    canvas.paste(big, (10 + (index * 37) % 120, 5 + (index * 53) % 130))
+    return _encode(canvas.convert("RGB"), "JPEG", quality=75)
+
+
+def _transparent_png(digit):
+    pixels = np.zeros(digit.shape + (4,), dtype=np.uint8)  # black ink
+    pixels[..., 3] = digit  # opaque where the ink is
+    return _encode(Image.fromarray(pixels), "PNG")
+
+
+@pytest.fixture(scope="module")
+def mnist_model(mnist):
+    from softmaxreg import SoftmaxRegression
+
+    (x_train, y_train), _ = mnist
+    x_train = x_train.reshape(len(x_train), -1).astype(np.float32) / 255.0
+    model = SoftmaxRegression(solver="adam", max_iter=2, random_state=0)
+    return model.fit(x_train, y_train)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize("make", ["black_on_white_png", "offcentre_jpeg",
+                                  "transparent_png"])
+def test_model_agrees_on_generated_images(mnist, mnist_model, make):
+    (_, _), (x_test, _) = mnist
+    digits = x_test[:200]
+    makers = {"black_on_white_png": lambda d, i: _black_on_white_png(d),
+              "offcentre_jpeg": _offcentre_jpeg,
+              "transparent_png": lambda d, i: _transparent_png(d)}
+    files = [makers[make](digit, i) for i, digit in enumerate(digits)]
+    prepared = prepare_digits(files)
+
+    original = mnist_model.predict(digits.reshape(200, -1).astype(np.float32) / 255)
+    predicted = mnist_model.predict(prepared.reshape(200, -1))
+    agreement = np.mean(predicted == original)
+    assert agreement >= 0.95, f"{make}: agreement {agreement:.3f}"
