@@ -36,7 +36,8 @@ def read_idx(path):
     candidates = [path, path.with_name(path.name + ".gz")]
     found = next((p for p in candidates if p.exists()), None)
     if found is None:
-        raise FileNotFoundError(f"IDX file not found: tried {[str(p) for p in candidates]}")
+        tried = [str(p) for p in candidates]
+        raise FileNotFoundError(f"IDX file not found: tried {tried}")
     opener = gzip.open if found.suffix == ".gz" else open
     with opener(found, "rb") as stream:
         raw = stream.read()
@@ -131,7 +132,8 @@ def softmax_objective(coef, intercept, x, y, C):
     penalised; coef has shape (n_classes, n_features), x (n_samples, n_features).
     """
     coef = np.asarray(coef, dtype=np.float64)
-    logits = x @ coef.T + np.asarray(intercept, dtype=np.float64)  # (n_samples, n_classes)
+    intercept = np.asarray(intercept, dtype=np.float64)
+    logits = x @ coef.T + intercept  # (n_samples, n_classes)
     logits -= logits.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(logits).sum(axis=1))  # (n_samples,)
     data_term = np.sum(log_norm - logits[np.arange(len(y)), y])
@@ -161,7 +163,8 @@ def emit(result):
 
 def unavailable(name, reason):
     """Report that an implementation cannot run here, then exit cleanly."""
-    print(json.dumps({"name": name, "status": "unavailable", "reason": reason}), flush=True)
+    line = {"name": name, "status": "unavailable", "reason": reason}
+    print(json.dumps(line), flush=True)
     sys.exit(0)
 
 

@@ -46,6 +46,26 @@ def scaled(images, solver):
     return flat / np.float32(255.0)
 
 
+def trajectory(model, fit_seconds, n_samples):
+    """``[seconds since fit began, objective]`` after each iteration or epoch.
+
+    The estimator's history times the iterations only; the setup before the
+    first one (validation, centring) is charged to the first point, so the
+    last point's time is the whole fit. The history's loss is the objective
+    divided by the total sample weight (here ``n_samples``).
+    """
+    history = getattr(model, "history_", None) or {}
+    losses, seconds = history.get("loss", []), history.get("epoch_seconds", [])
+    if not losses or len(losses) != len(seconds):
+        return []
+    elapsed = fit_seconds - sum(seconds)
+    points = []
+    for loss, step in zip(losses, seconds):
+        elapsed += step
+        points.append([elapsed, loss * n_samples])
+    return points
+
+
 def main():
     parser = standard_parser(__doc__)
     parser.add_argument("--solver", default="lbfgs")
@@ -70,6 +90,7 @@ def main():
 
     probabilities = model.predict_proba(xt)
     emit({
+        "trajectory": trajectory(model, fit_seconds, len(x)),
         "name": name,
         "fit_seconds": fit_seconds,
         "n_iter": int(np.max(getattr(model, "n_iter_", -1))),

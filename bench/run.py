@@ -105,7 +105,8 @@ def last_json_line(text):
 
 
 def wait_for_quiet(max_load, patience_s=180, poll_s=5):
-    """Wait (up to ``patience_s``) until the 1-minute load average is below ``max_load``."""
+    """Wait, up to ``patience_s``, for the 1-minute load average to fall below
+    ``max_load``; return the load average when done waiting."""
     deadline = time.monotonic() + patience_s
     while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
         time.sleep(poll_s)
@@ -247,8 +248,13 @@ def parse_args(argv=None):
                              "load average to drop below this")
     parser.add_argument("--quick", action="store_true",
                         help="one repeat, Keras and MLPClassifier skipped")
+    names = ", ".join(job.name for job in JOBS)
     parser.add_argument("--only", nargs="+", metavar="JOB",
-                        help="run only these jobs: " + ", ".join(j.name for j in JOBS))
+                        help="run only these jobs (results go to bench/.work/): "
+                             + names)
+    parser.add_argument("--skip", nargs="+", metavar="JOB", default=[],
+                        help="leave these jobs out of a full run (recorded in "
+                             "the results)")
     args = parser.parse_args(argv)
     if args.data_dir is None:
         parser.error("--data-dir is required when SOFTMAXREG_DATA is unset")
@@ -260,15 +266,20 @@ def parse_args(argv=None):
     return args
 
 
+def check_names(option, names):
+    unknown = set(names) - {job.name for job in JOBS}
+    if unknown:
+        sys.exit(f"{option}: unknown job(s) {sorted(unknown)}; "
+                 f"expected names from {[job.name for job in JOBS]}")
+
+
 def select_jobs(args):
     jobs = [job for job in JOBS if job.quick or not args.quick]
     if args.only:
-        unknown = set(args.only) - {job.name for job in JOBS}
-        if unknown:
-            sys.exit(f"--only: unknown job(s) {sorted(unknown)}; "
-                     f"expected names from {[job.name for job in JOBS]}")
+        check_names("--only", args.only)
         jobs = [job for job in JOBS if job.name in args.only]
-    return jobs
+    check_names("--skip", args.skip)
+    return [job for job in jobs if job.name not in args.skip]
 
 
 def main(argv=None):
@@ -286,6 +297,7 @@ def main(argv=None):
         "repeats": args.repeats,
         "epochs": args.epochs,
         "fast_mode": {"solver": FAST_SOLVER, "epochs": FAST_EPOCHS},
+        "skipped": sorted({job.name for job in JOBS} - {job.name for job in jobs}),
         "command": "python bench/run.py " + " ".join(sys.argv[1:] if argv is None
                                                       else argv),
         "machine": machine,

@@ -23,8 +23,9 @@ SLOW_RUN = ["--hidden", "16", "--batch-size", "2", "--epochs", "4", "--seed", "7
 
 @pytest.fixture(scope="module")
 def slow_npz(tmp_path_factory):
-    return write_npz(tmp_path_factory.mktemp("data") / "blocks.npz", n_train=4000,
-                     n_test=100, seed=3)
+    return write_npz(
+        tmp_path_factory.mktemp("data") / "blocks.npz", n_train=4000, n_test=100, seed=3
+    )
 
 
 def _trained_mlp(dtype="float32"):
@@ -33,10 +34,16 @@ def _trained_mlp(dtype="float32"):
 
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 5)).astype(dtype), np.arange(64) % 3
-    model = sr.Sequential([layers.Dense(6, activation="relu", input_shape=(5,)),
-                           layers.Dense(3, activation="softmax")], dtype=dtype)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = sr.Sequential(
+        [
+            layers.Dense(6, activation="relu", input_shape=(5,)),
+            layers.Dense(3, activation="softmax"),
+        ],
+        dtype=dtype,
+    )
+    model.compile(
+        optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0)
     return model
 
@@ -45,8 +52,14 @@ def _trained_mlp(dtype="float32"):
 def test_checkpoint_round_trip_is_exact(tmp_path, dtype):
     model = _trained_mlp(dtype)
     state = model.optimizer.get_state()
-    saved = checkpoint.Checkpoint(model, state, epoch=2, seed=1,
-                                  options={"epochs": 5}, history={"loss": [1.0, 0.5]})
+    saved = checkpoint.Checkpoint(
+        model,
+        state,
+        epoch=2,
+        seed=1,
+        options={"epochs": 5},
+        history={"loss": [1.0, 0.5]},
+    )
     checkpoint.save_checkpoint(tmp_path / "ck", saved)
     loaded = checkpoint.load_checkpoint(tmp_path / "ck")
     assert (loaded.epoch, loaded.seed) == (2, 1)
@@ -89,8 +102,16 @@ def test_existing_checkpoint_needs_resume(tmp_path, slow_npz, capsys, monkeypatc
 
 
 def test_checkpoint_with_softmax_model_is_refused(slow_npz, capsys):
-    code, _, err = run(capsys, "train", "--dataset", slow_npz, "--model", "softmax",
-                       "--checkpoint", "ck")
+    code, _, err = run(
+        capsys,
+        "train",
+        "--dataset",
+        slow_npz,
+        "--model",
+        "softmax",
+        "--checkpoint",
+        "ck",
+    )
     assert code == 2
     assert "--checkpoint: works with --model mlp only" in err
 
@@ -130,14 +151,37 @@ def _weights(path):
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path, slow_npz):
     reference = subprocess.run(
-        [sys.executable, "-m", "softmaxreg.cli", "train", "--dataset", str(slow_npz),
-         *SLOW_RUN, "--output", "reference.safetensors"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "softmaxreg.cli",
+            "train",
+            "--dataset",
+            str(slow_npz),
+            *SLOW_RUN,
+            "--output",
+            "reference.safetensors",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert reference.returncode == 0, reference.stderr
 
-    process = _start(["train", "--dataset", slow_npz, *SLOW_RUN, "--checkpoint", "ck",
-                      "--output", "resumed.safetensors"], tmp_path)
+    process = _start(
+        [
+            "train",
+            "--dataset",
+            slow_npz,
+            *SLOW_RUN,
+            "--checkpoint",
+            "ck",
+            "--output",
+            "resumed.safetensors",
+        ],
+        tmp_path,
+    )
     first = _wait_for_checkpoint(process, tmp_path / "ck")
     time.sleep(first.history["epoch_seconds"][0] / 2)  # into the next epoch
     assert process.poll() is None, "the run ended before it could be killed"
@@ -149,9 +193,22 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, slow_npz):
     assert not (tmp_path / "resumed.safetensors").exists()
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "softmaxreg.cli", "train", "--checkpoint", "ck",
-         "--resume", "--output", "resumed.safetensors", "--json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "softmaxreg.cli",
+            "train",
+            "--checkpoint",
+            "ck",
+            "--resume",
+            "--output",
+            "resumed.safetensors",
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
@@ -166,8 +223,20 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, slow_npz):
 
 @pytest.mark.slow
 def test_ctrl_c_saves_what_was_trained_and_exits_130(tmp_path, slow_npz):
-    process = _start(["train", "--dataset", slow_npz, *SLOW_RUN, "--checkpoint", "ck",
-                      "--output", "partial.safetensors", "--json"], tmp_path)
+    process = _start(
+        [
+            "train",
+            "--dataset",
+            slow_npz,
+            *SLOW_RUN,
+            "--checkpoint",
+            "ck",
+            "--output",
+            "partial.safetensors",
+            "--json",
+        ],
+        tmp_path,
+    )
     _wait_for_checkpoint(process, tmp_path / "ck")
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)

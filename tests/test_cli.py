@@ -61,8 +61,9 @@ def assert_one_line_error(err, pattern):
 @pytest.fixture
 def softmax_model(tmp_path, npz, capsys):
     path = tmp_path / "softmax.safetensors"
-    code, _, err = run(capsys, "train", "--dataset", npz, "--model", "softmax",
-                       "--output", path)
+    code, _, err = run(
+        capsys, "train", "--dataset", npz, "--model", "softmax", "--output", path
+    )
     assert code == 0, err
     return path
 
@@ -71,8 +72,9 @@ def softmax_model(tmp_path, npz, capsys):
 
 
 def test_train_softmax_json(tmp_path, npz, capsys):
-    code, out, err = run(capsys, "train", "--dataset", npz, "--model", "softmax",
-                         "--json")
+    code, out, err = run(
+        capsys, "train", "--dataset", npz, "--model", "softmax", "--json"
+    )
     assert code == 0, err
     summary = json.loads(out)  # exactly one JSON object on stdout
     assert summary["dataset"] == "blocks"
@@ -88,8 +90,16 @@ def test_train_softmax_json(tmp_path, npz, capsys):
 
 
 def test_train_text_output_names_the_saved_file(npz, capsys):
-    code, out, _ = run(capsys, "train", "--dataset", npz, "--model", "softmax",
-                       "--output", "out/m.safetensors")
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--dataset",
+        npz,
+        "--model",
+        "softmax",
+        "--output",
+        "out/m.safetensors",
+    )
     assert code == 0
     assert "test accuracy" in out
     assert out.strip().splitlines()[-1] == "model saved to out/m.safetensors"
@@ -125,8 +135,12 @@ def test_corrupt_cached_dataset_is_reported_and_removed(tmp_path, monkeypatch, c
     folder = tmp_path / "cache" / "softmaxreg" / "mnist"
     folder.mkdir(parents=True)
     html = b"<!DOCTYPE html><html><body>Rate limit exceeded</body></html>"
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
     for name in names:
         (folder / (name + ".gz")).write_bytes(gzip.compress(html))
     code, _, err = run(capsys, "train", "--no-download", "--limit", "10")
@@ -164,7 +178,7 @@ def test_evaluate_uses_the_training_dataset_by_default(softmax_model, capsys):
     # provenance names "blocks", which is not a registered dataset: a clear error
     code, _, err = run(capsys, "evaluate", softmax_model)
     assert code == 2
-    assert_one_line_error(err, "unknown dataset 'blocks'")
+    assert_one_line_error(err, "trained on 'blocks', which is not a registered")
 
 
 # --- predict -----------------------------------------------------------------------
@@ -186,13 +200,21 @@ def test_predict_png_and_npy(tmp_path, softmax_model, capsys):
     np.save(flat, (images[2] / 255).reshape(784))  # (784,) float in [0, 1]
     many = tmp_path / "many.npy"
     np.save(many, images)  # (4, 28, 28): four images
-    code, out, err = run(capsys, "predict", softmax_model, png, one, flat, many, "--json")
+    code, out, err = run(
+        capsys, "predict", softmax_model, png, one, flat, many, "--json"
+    )
     assert code == 0, err
     predictions = json.loads(out)["predictions"]
     assert [p["input"] for p in predictions] == [
-        str(png), str(one), str(flat), *(f"{many}[{i}]" for i in range(4))
+        str(png),
+        str(one),
+        str(flat),
+        *(f"{many}[{i}]" for i in range(4)),
     ]
-    assert [p["predicted"] for p in predictions[1:3]] == [str(labels[1]), str(labels[2])]
+    assert [p["predicted"] for p in predictions[1:3]] == [
+        str(labels[1]),
+        str(labels[2]),
+    ]
     assert [p["predicted"] for p in predictions[3:]] == [str(v) for v in labels]
     for prediction in predictions:
         probs = [c["probability"] for c in prediction["top"]]
@@ -274,17 +296,32 @@ def _object_path(path):
     _tamper_description(path, edit)
 
 
-def _wrong_shape(path):
+def _resize(path, name, shape):
+    """Give array ``name`` a new shape, cutting or padding its float32 bytes."""
     header, body = _body(path)
-    begin, end = header["coef"]["data_offsets"]
-    header["coef"]["shape"] = [9, 784]  # a 9-class head for a 10-class model
-    cut = 784 * 4
-    body = body[:begin] + body[begin : end - cut] + body[end:]
-    for name, entry in header.items():
-        if name != "__metadata__" and entry["data_offsets"][0] >= end:
-            entry["data_offsets"] = [o - cut for o in entry["data_offsets"]]
-    header["coef"]["data_offsets"] = [begin, end - cut]
+    begin, end = header[name]["data_offsets"]
+    new_end = begin + 4 * int(np.prod(shape))
+    data = body[begin:end][: new_end - begin].ljust(new_end - begin, b"\0")
+    body = body[:begin] + data + body[end:]
+    for entry_name, entry in header.items():
+        if entry_name != "__metadata__" and entry["data_offsets"][0] >= end:
+            entry["data_offsets"] = [o + new_end - end for o in entry["data_offsets"]]
+    header[name].update(shape=list(shape), data_offsets=[begin, new_end])
     _write(path, header, body)
+
+
+def _wrong_shape(path):
+    _resize(path, "coef", (9, 784))  # a 9-class head for a 10-class model
+
+
+def _no_version(path):
+    _tamper_description(path, lambda d: d.pop("format_version"))
+
+
+def _flip_weight_bit(path):
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x10
+    path.write_bytes(bytes(data))
 
 
 def _pickled(path):
@@ -297,15 +334,18 @@ def _pickled(path):
     "damage, pattern",
     [
         (_truncate, "truncated"),
+        (_flip_weight_bit, "arrays do not match the SHA-256 digest"),
         (_future, "format version 7 by a newer softmaxreg"),
+        (_no_version, "no 'format_version'"),
         (_object_path, "unknown model class 'subprocess:Popen'"),
         (_wrong_shape, r"'coef' must have shape \(10, 784\); found \(9, 784\)"),
         (_pickled, "looks like a pickle"),
     ],
 )
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
-def test_bad_model_file_exits_2(tmp_path, softmax_model, npz, capsys, damage, pattern,
-                                command):
+def test_bad_model_file_exits_2(
+    tmp_path, softmax_model, npz, capsys, damage, pattern, command
+):
     damage(softmax_model)
     np.save(tmp_path / "x.npy", np.zeros((28, 28), np.uint8))
     extra = ["--dataset", npz] if command == "evaluate" else [tmp_path / "x.npy"]
@@ -340,7 +380,9 @@ def test_datasets_text_lists_missing(tmp_path, monkeypatch, capsys):
     assert "mnist" in out and "missing" in out
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "report", "datasets"])
+@pytest.mark.parametrize(
+    "command", ["train", "evaluate", "predict", "report", "datasets"]
+)
 def test_every_command_has_help(command, capsys):
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
@@ -350,9 +392,17 @@ def test_every_command_has_help(command, capsys):
 def test_train_help_states_the_defaults(capsys):
     _, out, _ = run(capsys, "train", "--help")
     text = " ".join(out.split())
-    for default in ("(default: mnist)", "(default: mlp)", "(default: 128)",
-                    "(default: 5)", "(default: 32)", "(default: adam)", "0.001",
-                    "(default: 0)", "models/<dataset>-<model>.safetensors"):
+    for default in (
+        "(default: mnist)",
+        "(default: mlp)",
+        "(default: 128)",
+        "(default: 5)",
+        "(default: 32)",
+        "(default: adam)",
+        "0.001",
+        "(default: 0)",
+        "models/<dataset>-<model>.safetensors",
+    ):
         assert default in text
 
 
@@ -378,8 +428,14 @@ def test_unexpected_error_exits_1_with_hint(monkeypatch, capsys):
 
 def test_console_script_runs_as_a_process(tmp_path, softmax_model):
     result = subprocess.run(
-        [sys.executable, "-m", "softmaxreg.cli", "predict", str(softmax_model),
-         str(tmp_path / "missing.png")],
+        [
+            sys.executable,
+            "-m",
+            "softmaxreg.cli",
+            "predict",
+            str(softmax_model),
+            str(tmp_path / "missing.png"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -388,3 +444,160 @@ def test_console_script_runs_as_a_process(tmp_path, softmax_model):
     assert result.stderr.strip().splitlines() == [
         f"softmaxreg: error: no such input file: {tmp_path / 'missing.png'}"
     ]
+
+
+# --- the MLP path, report ---------------------------------------------------------
+
+
+@pytest.fixture
+def mlp_model(tmp_path, npz, capsys):
+    path = tmp_path / "mlp.safetensors"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--dataset",
+        npz,
+        "--epochs",
+        "3",
+        "--learning-rate",
+        "0.005",
+        "--hidden",
+        "32",
+        "--hidden",
+        "16",
+        "--validation-split",
+        "0.2",
+        "--output",
+        path,
+        "--json",
+    )
+    assert code == 0, err
+    return path, json.loads(out)
+
+
+def test_train_mlp_json(mlp_model):
+    path, summary = mlp_model
+    assert summary["model"] == {"kind": "mlp", "hidden": [32, 16], "optimizer": "adam"}
+    history = summary["history"]
+    assert set(history) == {
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "epoch_seconds",
+    }
+    assert all(len(values) == 3 for values in history.values())
+    assert summary["test_accuracy"] > 0.9
+    loaded = saving.load_model(path)
+    assert [
+        layer["config"].get("units") for layer in loaded.metadata_["config"]["layers"]
+    ] == [None, 32, 16, N_CLASSES]
+    assert loaded.metadata_["provenance"]["history"] == history
+
+
+def test_train_same_seed_same_model(tmp_path, npz, capsys):
+    outputs = []
+    for name in ("a", "b"):
+        code, _, _ = run(
+            capsys,
+            "train",
+            "--dataset",
+            npz,
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--seed",
+            "3",
+            "--output",
+            f"{name}.st",
+        )
+        assert code == 0
+        outputs.append(saving.load_model(tmp_path / f"{name}.st").get_weights_dict())
+    for name, array in outputs[0].items():
+        np.testing.assert_array_equal(outputs[1][name], array)
+
+
+def test_mlp_evaluate_and_predict(tmp_path, mlp_model, npz, capsys):
+    path, summary = mlp_model
+    code, out, _ = run(capsys, "evaluate", path, "--dataset", npz, "--json")
+    assert code == 0
+    assert json.loads(out)["accuracy"] == pytest.approx(summary["test_accuracy"])
+    images, labels = make_digits(3, seed=9)
+    np.save(tmp_path / "three.npy", images)
+    code, out, _ = run(
+        capsys, "predict", path, tmp_path / "three.npy", "--top", "2", "--json"
+    )
+    assert code == 0
+    predictions = json.loads(out)["predictions"]
+    assert [p["predicted"] for p in predictions] == [str(v) for v in labels]
+    assert all(len(p["top"]) == 2 for p in predictions)
+
+
+def test_report_writes_files(tmp_path, mlp_model, npz, capsys):
+    path, _ = mlp_model
+    code, out, err = run(
+        capsys, "report", path, "--dataset", npz, "--out", "rep", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["out_dir"] == "rep"
+    assert (tmp_path / "rep" / "report.html").is_file()
+
+
+def test_softmax_needs_every_class(tmp_path, capsys):
+    path = write_npz(tmp_path / "few.npz", n_train=300)
+    code, _, err = run(
+        capsys, "train", "--dataset", path, "--model", "softmax", "--limit", "5"
+    )
+    assert code == 2
+    assert_one_line_error(err, r"training labels lack classes \[")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_default_job_on_real_mnist(real_data_dir, tmp_path, capsys):
+    code, out, err = run(capsys, "train", "--data-dir", real_data_dir, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["test_accuracy"] >= 0.975
+    assert summary["model_path"] == os.path.join("models", "mnist-mlp.safetensors")
+    model_path = tmp_path / summary["model_path"]
+    code, out, _ = run(
+        capsys, "evaluate", model_path, "--data-dir", real_data_dir, "--json"
+    )
+    assert code == 0
+    assert json.loads(out)["accuracy"] == pytest.approx(summary["test_accuracy"])
+    from softmaxreg import datasets
+
+    (_, _), (x_test, y_test) = datasets.load("mnist", data_dir=real_data_dir)
+    np.save(tmp_path / "first.npy", x_test[:20])
+    code, out, _ = run(capsys, "predict", model_path, tmp_path / "first.npy", "--json")
+    predicted = [int(p["predicted"]) for p in json.loads(out)["predictions"]]
+    assert np.mean(np.array(predicted) == y_test[:20]) >= 0.9
+
+
+@pytest.mark.parametrize(
+    "damage, pattern",
+    [
+        (
+            lambda path: _resize(path, "layers.3.kernel", (16, 9)),
+            r"layers.3.kernel: expected shape \(16, 10\) float32; found \(16, 9\)",
+        ),
+        (
+            lambda path: _tamper_description(
+                path,
+                lambda d: d["config"]["layers"][1].update(class_name="os.system"),
+            ),
+            "unknown layer|os.system",
+        ),
+    ],
+)
+def test_bad_mlp_file_exits_2(tmp_path, mlp_model, capsys, damage, pattern):
+    path, _ = mlp_model
+    damage(path)
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.uint8))
+    code, out, err = run(capsys, "predict", path, tmp_path / "x.npy")
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, pattern)

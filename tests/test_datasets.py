@@ -2,16 +2,20 @@
 
 import gzip
 import hashlib
+import io
 import os
 import re
 import struct
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from softmaxreg import datasets
 from softmaxreg.datasets import locate, registry
@@ -380,7 +384,31 @@ def test_load_npz_never_unpickles(tiny, isolated):
     path = isolated / "pickled.npz"
     arrays = dict(tiny.arrays, y_test=np.array([object()], dtype=object))
     np.savez(path, **arrays)
-    with pytest.raises(DataError, match=r"pickled\.npz: not a readable \.npz"):
+    with pytest.raises(
+        DataError, match=r"pickled\.npz: y_test\.npy holds Python objects"
+    ):
+        datasets.load_npz(path)
+
+
+def test_npz_member_declaring_a_huge_shape_is_refused_before_allocating(isolated):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    path = isolated / "huge.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x_train.npy", header.getvalue() + bytes(100))
+    with pytest.raises(
+        DataError, match=r"x_train\.npy declares shape \(1000000, 1000000\)"
+    ):
+        datasets.load_npz(path)
+
+
+def test_single_npy_is_not_an_npz(isolated):
+    path = isolated / "one.npz"
+    with open(path, "wb") as file:
+        np.save(file, np.zeros(3, np.uint8))
+    with pytest.raises(DataError, match=r"one\.npz: not a readable \.npz"):
         datasets.load_npz(path)
 
 
@@ -551,3 +579,61 @@ def test_real_mnist_load_peak_memory(real_data_dir):
     traced, rss_growth = (int(v) for v in output.split())
     assert traced <= 1.1 * RAW_MNIST_BYTES
     assert rss_growth <= 3 * RAW_MNIST_BYTES
+
+
+# --- hostile npz / CSV files -------------------------------------------------
+
+
+def _small_npz_bytes(compressed):
+    arrays = {
+        "x_train": np.arange(8, dtype=np.uint8).reshape(2, 2, 2),
+        "y_train": np.array([0, 1], np.uint8),
+        "x_test": np.ones((1, 2, 2), np.uint8),
+        "y_test": np.array([1], np.uint8),
+    }
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
+
+
+_NPZ = {flag: _small_npz_bytes(flag) for flag in (False, True)}
+
+
+@settings(
+    max_examples=200,
+    deadline=2000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    compressed=st.booleans(),
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=3
+    ),
+    cut=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_mutated_npz_only_raises_data_error(tmp_path, compressed, edits, cut):
+    data = bytearray(_NPZ[compressed])
+    for position, value in edits:
+        data[position % len(data)] = value
+    if cut is not None:
+        del data[cut % len(data) :]
+    path = tmp_path / "mutated.npz"
+    path.write_bytes(bytes(data))
+    try:
+        (x_train, y_train), _ = datasets.load_npz(path)
+    except DataError:
+        return
+    assert x_train.dtype == y_train.dtype == np.uint8
+
+
+@settings(max_examples=200, deadline=2000)
+@given(text=st.text(alphabet="0123456789,-.x \n", max_size=200))
+def test_random_csv_only_raises_data_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("csv") / "random.csv"
+    path.write_text(text)
+    try:
+        images, labels = datasets.load_csv(path)
+    except DataError:
+        return
+    assert images.dtype == labels.dtype == np.uint8
+    assert images.shape[0] == labels.shape[0]

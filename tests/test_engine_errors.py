@@ -1,4 +1,4 @@
-"""Bad input to the training engine: each case a clear error or warning, nothing lost."""
+"""Bad input to the training engine: each a clear error or warning, nothing lost."""
 
 import os
 import signal
@@ -29,7 +29,7 @@ def make_data(n=50, n_classes=10, seed=0):
     return x, y
 
 
-# -- labels ------------------------------------------------------------------------------
+# -- labels ----------------------------------------------------------------------------
 
 def test_labels_1_to_10_rejected_before_any_step():
     x, y = make_data()
@@ -87,7 +87,7 @@ def test_one_class_only():
         make_model().fit(x, np.full(50, 3), verbose=0, seed=0)
 
 
-# -- samples -----------------------------------------------------------------------------
+# -- samples ---------------------------------------------------------------------------
 
 def test_zero_samples():
     with pytest.raises(DataError, match="no training samples"):
@@ -137,7 +137,7 @@ def test_predict_before_fit():
         make_model().predict(np.zeros((1, 4, 4)))
 
 
-# -- warnings ----------------------------------------------------------------------------
+# -- warnings --------------------------------------------------------------------------
 
 def test_raw_pixels_to_model_trained_on_unit_range_warn():
     x, y = make_data()
@@ -159,7 +159,7 @@ def test_constant_loss_at_ln_k_warns_not_learning():
         model.fit(x, y, batch_size=40, epochs=2, verbose=0, seed=0)
 
 
-# -- divergence and interruption ---------------------------------------------------------
+# -- divergence and interruption -------------------------------------------------------
 
 @pytest.mark.parametrize("scale", [1e30, 1e36])
 def test_divergence_stops_with_last_finite_weights(scale):
@@ -188,3 +188,20 @@ def test_ctrl_c_stops_at_a_step_boundary_and_keeps_history():
     assert len(model.history.history["loss"]) == 1
     assert model.optimizer.iterations == 4 + 1  # one epoch, then one more step
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_non_numeric_inputs_and_labels():
+    x, y = make_data()
+    with pytest.raises(DataError, match="x: expected a numeric array; got dtype <U1"):
+        make_model().fit(np.full((50, 4, 4), "a"), y, verbose=0)
+    with pytest.raises(DataError, match="expected integer class labels; got dtype"):
+        make_model().fit(x, y.astype(str), verbose=0)
+
+
+def test_nan_at_predict_time_names_the_row():
+    x, y = make_data()
+    model = make_model()
+    model.fit(x, y, verbose=0, seed=0)
+    x[2, 0, 0] = np.nan
+    with pytest.raises(DataError, match="sample 2 holds NaN"):
+        model.predict(x)

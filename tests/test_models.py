@@ -1,4 +1,4 @@
-"""Sequential: training, determinism, resume, callbacks, progress and the file contract."""
+"""Sequential: training, determinism, resume, callbacks, progress, file contract."""
 
 import io
 import json
@@ -79,7 +79,6 @@ def test_resume_at_initial_epoch_is_bit_identical():
 
     resumed = sr.Sequential.from_config(config)
     resumed.set_weights_dict(weights)
-    resumed.optimizer.build(resumed.count_params(), resumed.dtype)
     resumed.optimizer.set_state(state)
     resumed.fit(x, y, epochs=4, initial_epoch=2, verbose=0, seed=9)
     for name, array in whole.get_weights_dict().items():
@@ -205,7 +204,7 @@ def test_summary_table():
     assert "Total params: 101770" in text
 
 
-# -- file contract -------------------------------------------------------------------------
+# -- file contract ---------------------------------------------------------------------
 
 def trained_model():
     x, y = blobs()
@@ -296,3 +295,33 @@ def test_keras_names_resolve():
     adam = sr.optimizers.Adam()
     assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon) == (
         0.001, 0.9, 0.999, 1e-7)
+
+
+def test_verbose_1_on_a_terminal_draws_a_live_bar():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    x, y = blobs()
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    stream = Terminal()
+    model.fit(x, y, epochs=2, batch_size=10, verbose=1, seed=0, stream=stream,
+              validation_split=0.1)
+    text = stream.getvalue()
+    assert text.startswith("Epoch 1/2\n") and "\nEpoch 2/2\n" in text
+    assert "\r27/27 |" in text  # redrawn in place, steps done / total
+    last = text.rstrip("\n").rsplit("\r", 1)[-1]
+    assert "us/step - loss: " in last and "val_accuracy: " in last
+
+
+def test_validation_split_is_shuffled_with_the_seed_not_the_tail():
+    from softmaxreg.models import _split_indices
+
+    train, val = _split_indices(100, 0.2, seed=0)
+    assert val.size == 20 and train.size == 80
+    assert np.union1d(train, val).tolist() == list(range(100))
+    assert val.tolist() != list(range(80, 100))
+    np.testing.assert_array_equal(_split_indices(100, 0.2, seed=0)[1], val)
+    with pytest.raises(sr.errors.DataError, match="need at least one on each side"):
+        _split_indices(1, 0.5, seed=0)

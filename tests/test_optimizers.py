@@ -141,3 +141,20 @@ def test_config_round_trip():
     opt = optimizers.SGD(0.2, momentum=0.5, nesterov=True)
     again = optimizers.from_config(opt.get_config())
     assert again.get_config() == opt.get_config()
+
+
+@pytest.mark.parametrize("opt", [optimizers.Adam(), optimizers.SGD(0.1, momentum=0.9)],
+                         ids=repr)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decaying_state_never_becomes_subnormal(opt, dtype):
+    # a gradient seen once then zero for ever: the state decays geometrically
+    p = np.zeros(3, dtype)
+    opt.build(3, dtype)
+    opt.step(p, np.array([1.0, 1e-3, 0.0], dtype))
+    tiny = np.finfo(dtype).tiny
+    zero = np.zeros(3, dtype)
+    for _ in range(8000 if dtype == np.float64 else 1200):
+        opt.step(p, zero)
+        for array in opt._state.values():
+            assert not ((array != 0) & (np.abs(array) < tiny)).any()
+    assert np.isfinite(p).all()

@@ -1,8 +1,11 @@
 """Tests of prepare_digit: MNIST-like 28x28 images from any user picture."""
 
 import io
+import os
 import resource
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -263,7 +266,7 @@ def test_bad_arrays(array, message):
 def test_bad_sources(tmp_path):
     with pytest.raises(ImageError, match="cannot read image file.*missing.png"):
         prepare_digit(tmp_path / "missing.png")
-    with pytest.raises(ImageError, match="cannot decode the given bytes"):
+    with pytest.raises(ImageError, match="cannot decode the given data"):
         prepare_digit(b"not an image at all")
     with pytest.raises(ImageError, match="PNG, JPEG, BMP, GIF, WEBP"):
         prepare_digit(_encode(Image.fromarray(_digit_seven()), "TIFF"))
@@ -282,10 +285,15 @@ def _png_chunk(kind, payload):
     return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
 
 
-def _png_declaring(width, height):
-    """A tiny PNG whose header declares width x height 8-bit gray pixels."""
+def _png_declaring(width, height, complete=False):
+    """A small PNG whose header declares width x height 8-bit gray pixels.
+
+    Complete: the compressed rows really inflate to the whole image (a true
+    decompression bomb); otherwise they stop after 1 KiB.
+    """
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00" * 1024)
+    size = height * (width + 1) if complete else 1024  # a filter byte per row
+    pixels = zlib.compress(b"\x00" * size)
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
             + _png_chunk(b"IDAT", pixels) + _png_chunk(b"IEND", b""))
 
@@ -304,17 +312,52 @@ def _bmp_declaring(width, height):
 def test_decompression_bomb_refused_before_decoding(data):
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     start = time.perf_counter()
-    with pytest.raises(ImageError, match="too large.*pixels"):
+    with pytest.raises(ImageError, match=r"declares an image of \d+.*pixels.*Crop"):
         prepare_digit(data)
     assert time.perf_counter() - start < 1.0
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    grown_mib = (peak_after - peak_before) / 1024
     assert grown_mib < 64  # decoding 50,000 x 50,000 gray would need 2.3 GiB
+
+
+# The peak resident memory of the child's own address space (VmHWM, which
+# exec resets; ru_maxrss would carry over the pytest parent's peak).
+_BOMB_CHILD = """
+import sys
+from softmaxreg.errors import ImageError
+from softmaxreg.preprocessing import prepare_digit
+try:
+    prepare_digit(sys.stdin.buffer.read())
+except ImageError as exc:
+    print("refused:", exc)
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(int(status.split()[0]) // 1024)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+@pytest.mark.parametrize("width, height, declared", [
+    (50_000, 50_000, "2500000000 pixels"),  # over Pillow's own limit too
+    (9_000, 8_000, "9000x8000 pixels"),  # under Pillow's: only our check stops it
+])
+def test_decompression_bomb_peak_memory_in_a_fresh_process(width, height, declared):
+    bomb = _png_declaring(width, height, complete=width * height < 10**8)
+    result = subprocess.run([sys.executable, "-c", _BOMB_CHILD], input=bomb,
+                            capture_output=True, timeout=60, check=True)
+    refusal, peak_mib = result.stdout.decode().strip().splitlines()
+    assert refusal.startswith("refused: the given data declares")
+    assert declared in refusal
+    # The interpreter, NumPy and Pillow take about 30 MiB; decoding the
+    # 9000x8000 gray image alone would take 69 MiB more.
+    assert int(peak_mib) < 64
 
 
 def test_size_limit_applies_to_arrays_and_pil_images():
     assert 9_000 * 8_000 > MAX_PIXELS
-    with pytest.raises(ImageError, match="too large"):
+    with pytest.raises(ImageError, match=r"array .* declares .* 8000x9000 pixels"):
         prepare_digit(np.broadcast_to(np.uint8(0), (9_000, 8_000)))
+    with pytest.raises(ImageError, match=r"the image declares .* 9000x8000 pixels"):
+        prepare_digit(Image.new("1", (9_000, 8_000)))
 
 
 # ------------------------------------------------------------ property-based
@@ -394,12 +437,20 @@ def _transparent_png(digit):
 
 @pytest.fixture(scope="module")
 def mnist_model(mnist):
-    from softmaxreg import SoftmaxRegression
+    """A small MLP trained one epoch on MNIST (about 97% test accuracy)."""
+    import softmaxreg as sr
 
     (x_train, y_train), _ = mnist
-    x_train = x_train.reshape(len(x_train), -1).astype(np.float32) / 255.0
-    model = SoftmaxRegression(solver="adam", max_iter=2, random_state=0)
-    return model.fit(x_train, y_train)
+    model = sr.Sequential([
+        sr.layers.Flatten(),
+        sr.layers.Dense(128, activation="relu"),
+        sr.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x_train.astype(np.float32) / 255, y_train, epochs=1, batch_size=128,
+              seed=0, verbose=0)
+    return model
 
 
 @pytest.mark.slow
@@ -415,7 +466,7 @@ def test_model_agrees_on_generated_images(mnist, mnist_model, make):
     files = [makers[make](digit, i) for i, digit in enumerate(digits)]
     prepared = prepare_digits(files)
 
-    original = mnist_model.predict(digits.reshape(200, -1).astype(np.float32) / 255)
-    predicted = mnist_model.predict(prepared.reshape(200, -1))
+    original = mnist_model.predict_proba(digits.astype(np.float32) / 255).argmax(1)
+    predicted = mnist_model.predict_proba(prepared).argmax(axis=1)
     agreement = np.mean(predicted == original)
     assert agreement >= 0.95, f"{make}: agreement {agreement:.3f}"

@@ -51,9 +51,14 @@ class TinyLinear:
     def set_weights_dict(self, weights):
         expected = self.get_weights_dict()
         if set(weights) != set(expected):
-            raise ValueError(f"weights: expected {sorted(expected)}, got {sorted(weights)}")
+            raise ValueError(
+                f"weights: expected {sorted(expected)}, got {sorted(weights)}"
+            )
         for name, array in weights.items():
-            if array.shape != expected[name].shape or array.dtype != expected[name].dtype:
+            if (
+                array.shape != expected[name].shape
+                or array.dtype != expected[name].dtype
+            ):
                 raise ValueError(
                     f"weight {name!r}: expected shape {expected[name].shape}, "
                     f"found {array.shape}"
@@ -212,7 +217,9 @@ def test_wrong_shaped_weight_is_named(saved):
     coef = header["coef"]
     begin, _ = coef["data_offsets"]
     # a (4, 2) coef: a head with one class too few
-    new_body = body[:begin] + body[begin : begin + 4 * 2 * 4] + body[begin + 4 * 3 * 4 :]
+    new_body = (
+        body[:begin] + body[begin : begin + 4 * 2 * 4] + body[begin + 4 * 3 * 4 :]
+    )
     coef.update(shape=[4, 2], data_offsets=[begin, begin + 32])
     for name, entry in header.items():
         if name != "__metadata__" and entry["data_offsets"][0] > begin:
@@ -247,7 +254,9 @@ def test_huge_declared_shape_allocates_nothing(saved):
 def test_huge_header_length_is_refused(tmp_path):
     path = tmp_path / "m.safetensors"
     path.write_bytes(struct.pack("<Q", 2**62) + b"{}")
-    with pytest.raises(ModelFileError, match="header declares 4611686018427387904 bytes"):
+    with pytest.raises(
+        ModelFileError, match="header declares 4611686018427387904 bytes"
+    ):
         saving.load_model(path)
 
 
@@ -316,7 +325,9 @@ def test_random_bytes_only_raise_model_file_error(tmp_path, data):
 @_FUZZ
 @given(
     edits=st.lists(
-        st.tuples(st.integers(min_value=0), st.integers(0, 255), st.sampled_from("sid")),
+        st.tuples(
+            st.integers(min_value=0), st.integers(0, 255), st.sampled_from("sid")
+        ),
         min_size=1,
         max_size=6,
     ),
@@ -441,8 +452,9 @@ def _trained_mlp(dtype):
         ],
         dtype=dtype,
     )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x, y, epochs=2, batch_size=16, seed=0, verbose=0)
     return model, x, y
 
@@ -498,7 +510,9 @@ def test_sequential_wrong_shaped_weight_is_named(tmp_path):
     begin, end = entry["data_offsets"]
     entry["shape"] = [4, 8]  # transposed: same bytes, wrong shape
     _rewrite(path, header, body)
-    with pytest.raises(ModelFileError, match=r"layers.2.kernel: expected shape \(8, 4\)"):
+    with pytest.raises(
+        ModelFileError, match=r"layers.2.kernel: expected shape \(8, 4\)"
+    ):
         saving.load_model(path)
 
 
@@ -521,3 +535,29 @@ def test_edited_sequential_description_only_raises_model_file_error(
     _edit_description(path, edit)
     data = path.read_bytes()
     _load_bytes(tmp_path, data)
+
+
+def test_flipped_weight_byte_is_detected(saved):
+    data = bytearray(saved.read_bytes())
+    data[-3] ^= 0x01  # inside the last array's bytes
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="arrays do not match the SHA-256"):
+        saving.load_model(saved)
+
+
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_header_length_that_starts_like_pickle_or_zip_still_loads(tmp_path, first_bytes):
+    # a header whose length ends in the bytes 0x80 or "PK" is a valid file
+    path = tmp_path / "m.safetensors"
+    saving.save_model(_trained(), path)
+    header, body = _header(path)
+    description = json.loads(header["__metadata__"]["softmaxreg"])
+    header["__metadata__"]["pad"] = ""
+    size = len(json.dumps(header).encode())
+    modulus = 256 ** len(first_bytes)
+    wanted = int.from_bytes(first_bytes, "little")
+    header["__metadata__"]["pad"] = " " * ((wanted - size) % modulus)
+    _rewrite(path, header, body)
+    assert path.read_bytes()[: len(first_bytes)] == first_bytes
+    loaded = saving.load_model(path)
+    assert loaded.metadata_ == description

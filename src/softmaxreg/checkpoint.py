@@ -120,6 +120,7 @@ def load_checkpoint(directory):
         else:
             raise ModelFileError(f"{path}: unexpected array {name!r}")
     model = saving.build_model(description, weights, path)
+    saving.check_digest(tensors, description, path)
     epoch, seed = description.get("epoch"), description.get("seed")
     options, history = description.get("options"), description.get("history")
     if not (_is_int(epoch) and epoch >= 0 and _is_int(seed)):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from softmaxreg import __version__
-from softmaxreg.errors import DataError, SoftmaxregError
+from softmaxreg.errors import DataError, ModelFileError, SoftmaxregError
 
 PROG = "softmaxreg"
 INPUT_SCALE = 1.0 / 255.0
@@ -93,6 +93,7 @@ def _add_data_options(parser, default_dataset="mnist"):
     parser.add_argument(
         "--dataset",
         default=default_dataset,
+        metavar="NAME|FILE.npz",
         help="dataset name (mnist, fashion-mnist) or a .npz file holding x_train, "
         "y_train, x_test, y_test as uint8 images and integer labels "
         f"(default: {default_dataset or 'the one the model was trained on'})",
@@ -100,6 +101,7 @@ def _add_data_options(parser, default_dataset="mnist"):
     parser.add_argument(
         "--data-dir",
         type=Path,
+        metavar="DIR",
         help="folder holding <dataset>/ with the four IDX files (.gz or raw); "
         "default: $SOFTMAXREG_DATA, then the cache, then a download",
     )
@@ -137,9 +139,20 @@ def _add_train(commands):
         metavar="N",
         help="units of a hidden layer; repeat for more layers (default: 128)",
     )
-    parser.add_argument("--epochs", type=_positive_int, default=5, help="(default: 5)")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=32, help="(default: 32)"
+        "--epochs",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="passes over the training set (default: 5); softmax with lbfgs "
+        "ignores it and runs up to 100 iterations",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="samples per step (default: 32)",
     )
     parser.add_argument(
         "--optimizer",
@@ -150,26 +163,36 @@ def _add_train(commands):
     parser.add_argument(
         "--learning-rate",
         type=_positive_float,
+        metavar="RATE",
         help="step size (default: 0.001 for mlp; for softmax the solver's own: "
         "0.1 for sgd, 0.003 for adam)",
     )
     parser.add_argument(
         "--validation-split",
         type=_fraction,
+        metavar="FRACTION",
         default=0.0,
         help="fraction of the training set held out for validation (default: 0)",
     )
     parser.add_argument(
         "--C",
         dest="C",
+        metavar="C",
         type=_positive_float,
         default=1.0,
         help="softmax only: inverse L2 strength, as scikit-learn (default: 1.0)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds initialisation, shuffling and the validation split; the same "
+        "seed gives the same model (default: 0)",
+    )
     parser.add_argument(
         "--output",
         type=Path,
+        metavar="PATH",
         help="model file to write (default: models/<dataset>-<model>.safetensors)",
     )
     parser.add_argument(
@@ -356,26 +379,40 @@ def _run_train(args):
     if args.checkpoint is not None:
         resumed = _open_checkpoint(args.checkpoint, args.resume)
         if resumed is not None:
-            options = dict(resumed.options)
+            options = _resumed_options(resumed, set(options), args.checkpoint)
     elif args.resume:
         raise ValueError("--resume: needs --checkpoint DIR naming the run to continue")
 
     output = _output_path(args.output, options)
+    data_dir = args.data_dir or options["data_dir"]
     data = load_data(
         options["dataset"],
-        args.data_dir,
+        data_dir,
         download=not args.no_download,
         limit=options["limit"],
     )
+    _say(f"training {_describe_run(options, data)}")
     with contextlib.redirect_stdout(sys.stderr):  # progress never mixes with results
         outcome = _train(options, data, args.checkpoint, resumed, output)
     _report_training(args, options, data, outcome, output)
     return 130 if outcome.interrupted else 0
 
 
+def _resumed_options(resumed, expected_keys, directory):
+    options = dict(resumed.options)
+    if set(options) != expected_keys:
+        raise ModelFileError(
+            f"{directory}: the checkpoint's options do not match this version's "
+            f"(differing: {sorted(set(options) ^ expected_keys)}); start a new run"
+        )
+    return options
+
+
 def _train_options(args):
     optimizer = args.optimizer or ("adam" if args.model == "mlp" else "lbfgs")
-    allowed = ("adam", "sgd", "adamw") if args.model == "mlp" else ("lbfgs", "sgd", "adam")
+    allowed = (
+        ("adam", "sgd", "adamw") if args.model == "mlp" else ("lbfgs", "sgd", "adam")
+    )
     if optimizer not in allowed:
         raise ValueError(
             f"--optimizer: {optimizer!r} is not available for --model {args.model}; "
@@ -387,6 +424,7 @@ def _train_options(args):
         raise ValueError("--checkpoint: works with --model mlp only")
     return {
         "dataset": _dataset_option(args.dataset),
+        "data_dir": None if args.data_dir is None else str(args.data_dir.resolve()),
         "limit": args.limit,
         "model": args.model,
         "hidden": list(args.hidden or [128]) if args.model == "mlp" else [],
@@ -413,9 +451,7 @@ def _learning_rate(args):
 
 def _output_path(output, options):
     if output is None:
-        stem = Path(options["dataset"]).stem if options["dataset"].endswith(".npz") else (
-            options["dataset"]
-        )
+        stem = Path(options["dataset"]).name.removesuffix(".npz")
         output = Path("models") / f"{stem}-{options['model']}.safetensors"
     output.parent.mkdir(parents=True, exist_ok=True)
     return output
@@ -474,14 +510,23 @@ def _train_softmax(options, data, x_train):
         batch_size=options["batch_size"],
         learning_rate=options["learning_rate"],
     )
-    try:
-        model.fit(x_train.reshape(len(x_train), -1), data.y_train)
-    except KeyboardInterrupt:
-        if not hasattr(model, "coef_"):
-            raise
-        return _Outcome(model, {}, 0, 0.0, interrupted=True)
-    history = dict(getattr(model, "history_", {}) or {})
-    return _Outcome(model, history, options["epochs"], 0.0, interrupted=False)
+    _check_every_class_present(data)
+    # NOTE: a Ctrl-C here ends the run with nothing saved: the estimator keeps
+    # no partial solution.
+    model.fit(x_train.reshape(len(x_train), -1), data.y_train)
+    history = {key: list(values) for key, values in model.history_.items()}
+    return _Outcome(model, history, int(model.n_iter_), 0.0, interrupted=False)
+
+
+def _check_every_class_present(data):
+    # softmax regression learns a column per class it sees; a class missing from
+    # the training labels would shift every later column
+    missing = sorted(set(range(len(data.class_names))) - set(np.unique(data.y_train)))
+    if missing:
+        raise DataError(
+            f"training labels lack classes {missing}; softmax regression needs "
+            "every class in the training set (use a larger --limit)"
+        )
 
 
 def _build_mlp(options, data):
@@ -500,7 +545,11 @@ def _build_mlp(options, data):
 def _compile(model, options):
     from softmaxreg import optimizers
 
-    classes = {"adam": optimizers.Adam, "sgd": optimizers.SGD, "adamw": optimizers.AdamW}
+    classes = {
+        "adam": optimizers.Adam,
+        "sgd": optimizers.SGD,
+        "adamw": optimizers.AdamW,
+    }
     optimizer = classes[options["optimizer"]](learning_rate=options["learning_rate"])
     model.compile(
         optimizer=optimizer,
@@ -537,7 +586,9 @@ def _train_mlp(options, data, x_train, checkpoint_dir, resumed):
             stream=sys.stderr,
         )
     except KeyboardInterrupt:
-        return _Outcome(model, history, recorder.epochs_done or initial_epoch, 0.0, True)
+        return _Outcome(
+            model, history, recorder.epochs_done or initial_epoch, 0.0, True
+        )
     return _Outcome(model, history, options["epochs"], 0.0, interrupted=False)
 
 
@@ -545,7 +596,9 @@ class _EpochRecorder:
     """Keeps the run's history and writes a checkpoint after each epoch."""
 
     def __init__(self, options, checkpoint_dir, history):
-        self.options, self.checkpoint_dir, self.history = options, checkpoint_dir, history
+        self.options = options
+        self.checkpoint_dir = checkpoint_dir
+        self.history = history
         self.epochs_done = None
 
     def callback(self, model):
@@ -581,13 +634,14 @@ def _save_trained(outcome, options, data, output):
     provenance = {
         "dataset": data.name,
         "dataset_fingerprint": data.fingerprint,
-        "options": options,
+        # the local data folder is left out: the file may be shared
+        "options": {k: v for k, v in options.items() if k != "data_dir"},
         "seed": options["seed"],
         "epochs": outcome.epochs_done,
         "interrupted": outcome.interrupted,
         "history": outcome.history,
-        "test_loss": outcome.test_loss,
-        "test_accuracy": outcome.test_accuracy,
+        "test_loss": _finite_or_none(outcome.test_loss),
+        "test_accuracy": _finite_or_none(outcome.test_accuracy),
         "train_seconds": outcome.train_seconds,
     }
     save_model(
@@ -605,7 +659,9 @@ def _save_trained(outcome, options, data, output):
 
 def _report_training(args, options, data, outcome, output):
     if outcome.interrupted:
-        _say(f"interrupted after {outcome.epochs_done} epoch(s); saved what was trained")
+        _say(
+            f"interrupted after {outcome.epochs_done} epoch(s); saved what was trained"
+        )
     summary = {
         "dataset": data.name,
         "dataset_fingerprint": data.fingerprint,
@@ -623,14 +679,38 @@ def _report_training(args, options, data, outcome, output):
         _print_json(summary)
         return
     if not outcome.interrupted:
-        print(f"test loss {outcome.test_loss:.4f}  test accuracy {outcome.test_accuracy:.4f}")
+        print(
+            f"test loss {outcome.test_loss:.4f}  "
+            f"test accuracy {outcome.test_accuracy:.4f}"
+        )
     print(f"model saved to {output}")
+
+
+def _describe_run(options, data):
+    n_train, n_classes = len(data.x_train), len(data.class_names)
+    if options["model"] == "softmax":
+        model = f"softmax regression ({options['optimizer']}, C={options['C']:g})"
+    else:
+        sizes = [int(np.prod(data.x_train.shape[1:])), *options["hidden"], n_classes]
+        model = (
+            f"MLP {'-'.join(map(str, sizes))} ({options['optimizer']}, "
+            f"learning rate {options['learning_rate']:g}, "
+            f"batch {options['batch_size']})"
+        )
+    return (
+        f"{model} on {data.name} ({n_train} training samples), "
+        f"{options['epochs']} epochs, seed {options['seed']}"
+    )
 
 
 def _describe_model(options):
     if options["model"] == "softmax":
         return {"kind": "softmax", "solver": options["optimizer"], "C": options["C"]}
-    return {"kind": "mlp", "hidden": options["hidden"], "optimizer": options["optimizer"]}
+    return {
+        "kind": "mlp",
+        "hidden": options["hidden"],
+        "optimizer": options["optimizer"],
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -641,8 +721,10 @@ def _run_evaluate(args):
     from softmaxreg.metrics import classification_metrics
 
     model, data = _model_and_test_data(args)
-    proba = _predict_proba(model, _model_input(model, _scale(data.x_test)))
-    metrics = classification_metrics(data.y_test, proba, class_names=_class_names(model, data))
+    proba = _predict_proba(model, _scale(data.x_test))
+    metrics = classification_metrics(
+        data.y_test, proba, class_names=_class_names(model, data)
+    )
     metrics = {"model_path": str(args.model_path), "dataset": data.name, **metrics}
     if args.json:
         _print_json(metrics)
@@ -655,11 +737,27 @@ def _model_and_test_data(args):
     from softmaxreg.saving import load_model
 
     model = load_model(args.model_path)
-    dataset = args.dataset or model.metadata_.get("provenance", {}).get("dataset")
-    if not isinstance(dataset, str) or not dataset:
-        dataset = "mnist"
-    data = load_data(dataset, args.data_dir, download=not args.no_download, limit=args.limit)
+    dataset = args.dataset or _training_dataset(model)
+    data = load_data(
+        dataset, args.data_dir, download=not args.no_download, limit=args.limit
+    )
     return model, data
+
+
+def _training_dataset(model):
+    """The registered dataset the model was trained on (default: mnist)."""
+    from softmaxreg import datasets
+
+    provenance = model.metadata_.get("provenance")
+    name = provenance.get("dataset") if isinstance(provenance, dict) else None
+    if not isinstance(name, str):
+        return "mnist"
+    if name not in datasets.names():
+        raise ValueError(
+            f"--dataset: the model was trained on {name!r}, which is not a "
+            "registered dataset; pass --dataset NAME or --dataset FILE.npz"
+        )
+    return name
 
 
 def _class_names(model, data):
@@ -693,10 +791,9 @@ def _run_report(args):
     model, data = _model_and_test_data(args)
     out_dir = args.out or Path("reports") / args.model_path.stem
     history = model.metadata_.get("provenance", {}).get("history") or None
-    x_test = _model_input(model, _scale(data.x_test))
     result = write_report(
         model,
-        x_test,
+        _scale(data.x_test),
         data.y_test,
         out_dir,
         history=history,
@@ -720,9 +817,9 @@ def _run_predict(args):
     names = model.metadata_.get("class_names")
     results = []
     for path in args.inputs:
-        for label, x in _read_inputs(path, model):
-            proba = _predict_proba(model, _model_input(model, x))[0]  # (n_classes,)
-            results.append(_top_classes(label, proba, names, args.top))
+        labels, images = _read_inputs(path, model)
+        proba = _predict_proba(model, images)  # (n_images, n_classes)
+        results += [_top_classes(l, p, names, args.top) for l, p in zip(labels, proba)]
     if args.json:
         _print_json({"model_path": str(args.model_path), "predictions": results})
         return 0
@@ -733,27 +830,26 @@ def _run_predict(args):
 
 
 def _read_inputs(path, model):
-    """Yield (label, image of shape (1, height, width)) for each image in ``path``."""
+    """A label per image and the images, of shape (n_images, height, width)."""
     if not path.is_file():
         raise FileNotFoundError(f"no such input file: {path}")
     if path.suffix.lower() in NPY_SUFFIXES:
         images = _read_npy(path, model)
         if len(images) == 1:
-            yield str(path), images
-        else:
-            for index in range(len(images)):
-                yield f"{path}[{index}]", images[index : index + 1]
-        return
+            return [str(path)], images
+        return [f"{path}[{index}]" for index in range(len(images))], images
     from softmaxreg.preprocessing import prepare_digit
 
-    yield str(path), prepare_digit(path)[None]  # (1, 28, 28)
+    return [str(path)], prepare_digit(path)[None]  # (1, 28, 28)
 
 
 def _read_npy(path, model):
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable .npy array ({_one_line(error)})") from None
+        raise DataError(
+            f"{path}: not a readable .npy array ({_one_line(error)})"
+        ) from None
     shape = _input_shape(model)
     size = int(np.prod(shape))
     if array.shape in (shape, (size,)):
@@ -783,13 +879,18 @@ def _npy_pixels(array, path, model):
             )
         return array.astype(np.float32)
     raise DataError(
-        f"{path}: expected uint8 raw pixels or floats in [0, 1], got dtype {array.dtype}"
+        f"{path}: expected uint8 raw pixels or floats in [0, 1], "
+        f"got dtype {array.dtype}"
     )
 
 
 def _top_classes(label, proba, names, top):
     order = np.argsort(-proba, kind="stable")[:top]
-    name = (lambda i: names[i]) if isinstance(names, list) and len(names) == len(proba) else str
+    name = (
+        (lambda i: names[i])
+        if isinstance(names, list) and len(names) == len(proba)
+        else str
+    )
     return {
         "input": label,
         "predicted": name(int(order[0])),
@@ -825,14 +926,8 @@ def _input_shape(model):
     return tuple(int(n) for n in shape)
 
 
-def _model_input(model, images):
-    """Images (n_samples, height, width) in the layout the model takes."""
-    if type(model).__name__ == "SoftmaxRegression":
-        return images.reshape(len(images), -1)  # (n_samples, n_features)
-    return images
-
-
 def _predict_proba(model, x):
+    """Probabilities (n_samples, n_classes) for images (n_samples, height, width)."""
     if type(model).__name__ == "SoftmaxRegression":
         x = x.reshape(len(x), -1)  # (n_samples, n_features)
     return np.asarray(model.predict_proba(x))  # (n_samples, n_classes)
@@ -887,8 +982,7 @@ def _fail(error, code, hint=False):
         traceback.print_exception(error, file=sys.stderr)
     elif hint:
         print(
-            f"{PROG}: this is a bug or an environment problem; rerun with "
-            "SOFTMAXREG_DEBUG=1 to see the traceback",
+            f"{PROG}: rerun with SOFTMAXREG_DEBUG=1 to see the traceback",
             file=sys.stderr,
         )
     return code

@@ -19,7 +19,7 @@ from softmaxreg.errors import DataError, NotFittedError, TrainingError
 from softmaxreg.ops import log_softmax, softmax
 
 _SOLVERS = ("lbfgs", "sgd", "adam")
-_DEFAULT_MAX_ITER = {"lbfgs": 100, "sgd": 10, "adam": 10}
+_DEFAULT_MAX_ITER = {"lbfgs": 100, "sgd": 5, "adam": 5}
 _DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adam": 0.003}
 _CONFIG_KEYS = {"class_name", "params", "classes", "n_features_in", "dtype", "loss",
                 "metrics"}
@@ -59,7 +59,7 @@ class SoftmaxRegression:
         fit.
     max_iter : int or None, default=None
         Iterations for "lbfgs" (None: 100); epochs for "sgd" and "adam"
-        (None: 10).
+        (None: 5).
     tol : float, default=1e-4
         "lbfgs" stops when no gradient entry of the objective divided by the
         total sample weight exceeds ``tol``. Mini-batch solvers ignore it and
@@ -200,10 +200,10 @@ class SoftmaxRegression:
         )
         coef, intercept = self._initial_params(len(classes), x.shape[1], x.dtype)
         if settings["solver"] == "lbfgs":
-            coef, intercept, info = self._run_lbfgs(objective, coef, intercept, settings)
+            run = self._run_lbfgs
         else:
-            coef, intercept, info = self._run_minibatch(objective, coef, intercept,
-                                                        settings)
+            run = self._run_minibatch
+        coef, intercept, info = run(objective, coef, intercept, settings)
 
         if self.fit_intercept:
             # Adding one constant to every class's intercept leaves every
@@ -325,7 +325,8 @@ class SoftmaxRegression:
 
     def predict(self, X):
         """Most probable label of each row, shape (n_samples,)."""
-        return self.classes_[self._logits(X).argmax(axis=1)]
+        best = self._logits(X).argmax(axis=1)  # (n_samples,)
+        return self.classes_[best]
 
     def score(self, X, y, sample_weight=None):
         """Mean accuracy of ``predict(X)`` against ``y``, weighted if given."""
@@ -444,8 +445,9 @@ def _check_features(X, name, min_samples):
     if x.ndim != 2:
         raise DataError(
             f"{name} must be a 2-D array of shape (n_samples, n_features); got "
-            f"{x.ndim}-D with shape {x.shape}. Use {name}.reshape(-1, 1) for a single "
-            f"feature or {name}.reshape(1, -1) for a single sample."
+            f"{x.ndim}-D with shape {x.shape}. Reshape your data: "
+            f"{name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) "
+            "for a single sample."
         )
     if x.shape[0] < min_samples:
         raise DataError(f"Found array with {x.shape[0]} sample(s) (shape={x.shape}) "
@@ -473,12 +475,13 @@ def _check_labels(y, n_samples):
                       "reshaped with y.ravel().", DataConversionWarning, stacklevel=3)
         labels = labels.ravel()
     if labels.ndim != 1:
-        raise DataError(f"y must be 1-D of shape (n_samples,); got shape {labels.shape}.")
+        raise DataError(f"y must be 1-D of shape (n_samples,); got shape "
+                        f"{labels.shape}.")
     if labels.shape[0] != n_samples:
         raise DataError(f"X has {n_samples} samples but y has {labels.shape[0]}; "
                         "they must match.")
     if labels.dtype.kind == "O":
-        labels = _object_labels(labels)
+        return _object_labels(labels)
     if labels.dtype.kind == "f":
         _check_float_labels(labels)
     elif labels.dtype.kind not in "iubUS":
@@ -493,7 +496,9 @@ def _object_labels(labels):
         return labels
     if all(isinstance(value, numbers.Real) and not isinstance(value, bool)
            for value in labels):
-        return labels.astype(np.float64)
+        numeric = labels.astype(np.float64)
+        _check_float_labels(numeric)
+        return numeric
     kinds = sorted({type(value).__name__ for value in labels})
     raise DataError(f"Unknown label type: y mixes {kinds}; use only integers, "
                     "integral floats or only strings.")
@@ -582,7 +587,7 @@ def _seed_for(random_state):
     """A seed or Generator for ``numpy.random.default_rng``."""
     if random_state is None or isinstance(random_state, np.random.Generator):
         return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+    if _is_json_seed(random_state):
         return int(random_state)
     if isinstance(random_state, np.random.RandomState):
         return random_state.randint(2**31)

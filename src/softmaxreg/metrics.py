@@ -178,5 +178,6 @@ def _calibration(confidence, correct, n_bins):
         "bin_edges": edges.tolist(),
         "count": count.tolist(),
         "accuracy": [float(a) if f else None for a, f in zip(accuracy, filled)],
-        "confidence": [float(c) if f else None for c, f in zip(mean_confidence, filled)],
+        "confidence": [float(c) if f else None
+                       for c, f in zip(mean_confidence, filled)],
     }

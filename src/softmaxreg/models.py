@@ -40,7 +40,7 @@ from softmaxreg.progress import EpochProgress, format_logs
 
 __all__ = ["Sequential", "History", "DataRangeWarning", "NotLearningWarning"]
 
-# Keys of the random streams derived from the seed: np.random.default_rng([seed, key, ...])
+# Random streams: np.random.default_rng([seed, key, ...]) with these keys
 _INIT, _SHUFFLE, _DROPOUT, _SPLIT = 0, 1, 2, 3
 _ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy",
                    "categorical_accuracy")
@@ -73,7 +73,7 @@ def _as_inputs(x, arg="x"):
     """x as a numeric ndarray with at least one sample axis, finite."""
     x = np.asarray(x)
     if x.dtype.kind not in "uif":
-        raise TypeError(f"{arg}: expected a numeric array; got dtype {x.dtype}")
+        raise DataError(f"{arg}: expected a numeric array; got dtype {x.dtype}")
     if x.ndim == 0:
         raise DataError(f"{arg}: expected an array of samples; got a scalar")
     if x.dtype.kind == "f" and x.size:
@@ -82,7 +82,7 @@ def _as_inputs(x, arg="x"):
             row = _first_bad_row(x)
             raise DataError(
                 f"{arg}: sample {row} holds NaN or infinity (first bad row); "
-                "remove or impute such rows before training"
+                "remove or impute such rows"
             )
     return x
 
@@ -126,7 +126,7 @@ def _sparse_labels(y, n_samples, n_classes, arg="y"):
     elif y.dtype.kind in "ui":
         y = y.astype(np.intp, copy=False)
     else:
-        raise TypeError(f"{arg}: expected integer class labels; got dtype {y.dtype}")
+        raise DataError(f"{arg}: expected integer class labels; got dtype {y.dtype}")
 
     bad = (y < 0) | (y >= n_classes)
     if bad.any():
@@ -158,7 +158,7 @@ def _onehot_targets(y, n_samples, n_classes, dtype, arg="y"):
         raise DataError(f"x has {n_samples} samples but {arg} has {y.shape[0]} "
                         "rows; they must match")
     if y.dtype.kind not in "uifb":
-        raise TypeError(f"{arg}: expected numeric targets; got dtype {y.dtype}")
+        raise DataError(f"{arg}: expected numeric targets; got dtype {y.dtype}")
     y = y.astype(dtype, copy=False)
     if not np.isfinite(y).all() or (y < 0).any():
         row = int(np.argmax(~np.isfinite(y).all(axis=1) | (y < 0).any(axis=1)))
@@ -172,6 +172,17 @@ def _check_int(name, value, low):
             or value < low:
         raise ValueError(f"{name}: expected an int >= {low}; got {value!r}")
     return int(value)
+
+
+def _split_indices(n_samples, validation_split, seed):
+    """Shuffled (with the seed) train and validation indices, each sorted."""
+    order = np.random.default_rng([seed, _SPLIT]).permutation(n_samples)
+    n_val = n_samples - int(n_samples * (1.0 - validation_split))
+    if n_val < 1 or n_val >= n_samples:
+        raise DataError(f"validation_split={validation_split} leaves {n_val} of "
+                        f"{n_samples} samples for validation; need at least one "
+                        "on each side")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 class _InterruptFlag:
@@ -292,6 +303,8 @@ class Sequential:
         self._grad_views = self._layer_views(self._grads)
         self._use(0)
         self._previous_valid = False
+        if self.optimizer is not None:
+            self.optimizer.build(n_params, self.dtype)
         if seed is not None:
             self._initialize(seed)
         return self
@@ -336,6 +349,8 @@ class Sequential:
             if "accuracy" not in self.metrics:
                 self.metrics.append("accuracy")
         self._check_head()
+        if self.built:
+            self.optimizer.build(self._grads.size, self.dtype)
         return self
 
     def _check_head(self):
@@ -360,7 +375,7 @@ class Sequential:
             raise NotFittedError(f"{what}: the model is not compiled; call "
                                  "model.compile(optimizer=..., loss=...) first")
 
-    # -- data preparation ----------------------------------------------------------------
+    # -- data preparation --------------------------------------------------------------
     def _samples(self, x, arg="x", single_ok=False):
         """Validate x and reshape it to (n_samples, *input_shape) when known."""
         x = _as_inputs(x, arg)
@@ -403,7 +418,7 @@ class Sequential:
                 f"was trained on inputs in [{lo:g}, {hi:g}]{hint}; apply the same "
                 "preprocessing as in training", DataRangeWarning, stacklevel=3)
 
-    # -- training ------------------------------------------------------------------------
+    # -- training ----------------------------------------------------------------------
     def fit(self, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True,
             initial_epoch=0, seed=None, stream=None):
@@ -466,7 +481,6 @@ class Sequential:
                                 1)
         epochs = _check_int("epochs", epochs, 0)
         initial_epoch = _check_int("initial_epoch", initial_epoch, 0)
-        verbose = 1 if verbose == "auto" else verbose
         if not isinstance(validation_split, (int, float)) or \
                 not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split: expected a number in [0, 1); got "
@@ -479,46 +493,47 @@ class Sequential:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         seed = _check_int("seed", seed, 0)
 
-        if not self.built and self.layers and self.layers[0].declared_input_shape:
-            self.input_shape = self.layers[0].declared_input_shape
-        x = self._samples(x)
-        n_samples = x.shape[0]
-        if n_samples == 0:
-            raise DataError(f"x: no training samples (x has shape {x.shape})")
-        targets, labels = self._targets(y, n_samples)
-        present = np.flatnonzero(np.bincount(labels, minlength=self.n_classes))
-        if present.size < 2:
-            raise DataError(f"y: at least 2 classes are needed; got only class "
-                            f"{int(present[0])}")
-
-        train_idx = np.arange(n_samples)
-        val = None
+        x, targets, labels = self._training_arrays(x, y)
+        train_idx, val = np.arange(x.shape[0]), None
         if validation_data is not None:
             val = self._validation_arrays(validation_data)
         elif validation_split:
-            order = np.random.default_rng([seed, _SPLIT]).permutation(n_samples)
-            n_val = n_samples - int(n_samples * (1.0 - validation_split))
-            if n_val < 1 or n_val >= n_samples:
-                raise DataError(f"validation_split={validation_split} leaves "
-                                f"{n_val} of {n_samples} samples for validation; "
-                                "need at least one on each side")
-            train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
+            train_idx, val_idx = _split_indices(x.shape[0], validation_split, seed)
             val = (x, targets, labels, val_idx)
 
         if not self.built:
             self.build(x.shape[1:], seed=seed)
-        if not self.optimizer.built or self.optimizer._scratch.size != \
-                self._grads.size or self.optimizer._scratch.dtype != self.dtype:
-            self.optimizer.build(self._grads.size, self.dtype)
-        seen = _value_range(x)
-        if self.input_range_ is not None:
-            seen = (min(seen[0], self.input_range_[0]), max(seen[1],
-                                                             self.input_range_[1]))
-        self.input_range_ = seen
+        optimizer = self.optimizer
+        if not optimizer.built or optimizer._scratch.size != self._grads.size \
+                or optimizer._scratch.dtype != self.dtype:
+            optimizer.build(self._grads.size, self.dtype)
+        self._record_input_range(x)
         return {"x": x, "targets": targets, "labels": labels, "train_idx": train_idx,
                 "val": val, "batch_size": batch_size, "epochs": epochs,
-                "initial_epoch": initial_epoch, "verbose": verbose, "seed": seed,
+                "initial_epoch": initial_epoch, "seed": seed,
+                "verbose": 1 if verbose == "auto" else verbose,
                 "steps": -(-train_idx.size // batch_size)}
+
+    def _training_arrays(self, x, y):
+        """Validated samples, targets and integer labels; at least 2 classes."""
+        if not self.built and self.layers and self.layers[0].declared_input_shape:
+            self.input_shape = self.layers[0].declared_input_shape
+        x = self._samples(x)
+        if x.shape[0] == 0:
+            raise DataError(f"x: no training samples (x has shape {x.shape})")
+        targets, labels = self._targets(y, x.shape[0])
+        present = np.flatnonzero(np.bincount(labels, minlength=self.n_classes))
+        if present.size < 2:
+            raise DataError(f"y: at least 2 classes are needed; got only class "
+                            f"{int(present[0])}")
+        return x, targets, labels
+
+    def _record_input_range(self, x):
+        """Remember the range of the training inputs, to warn on unscaled input."""
+        low, high = _value_range(x)
+        if self.input_range_ is not None:
+            low, high = min(low, self.input_range_[0]), max(high, self.input_range_[1])
+        self.input_range_ = (low, high)
 
     def _validation_arrays(self, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -706,7 +721,7 @@ class Sequential:
     def _penalty(self):
         return sum(layer.regularization_loss() for layer in self.layers)
 
-    # -- inference -----------------------------------------------------------------------
+    # -- inference ---------------------------------------------------------------------
     def _require_built(self, what):
         if not self.built:
             raise NotFittedError(f"{what}: the model has no weights yet; call fit() "
@@ -771,6 +786,9 @@ class Sequential:
     def _evaluate_arrays(self, x, targets, labels, idx, batch_size):
         total, correct = 0.0, 0
         fused = self._fused
+        # NOTE: at least 256 samples per forward pass, whatever batch_size says:
+        # the means are exact per-sample averages either way, and bigger blocks
+        # are several times faster; only the last float bits may differ.
         batch_size = max(batch_size, 256)
         for start in range(0, idx.size, batch_size):
             part = idx[start:start + batch_size]
@@ -785,7 +803,7 @@ class Sequential:
             correct += int(np.count_nonzero(outputs.argmax(axis=1) == labels[part]))
         return total / idx.size + self._penalty(), correct / idx.size
 
-    # -- description ---------------------------------------------------------------------
+    # -- description -------------------------------------------------------------------
     def summary(self, stream=None):
         """Print a table of layers, output shapes and parameter counts."""
         rows = [("Layer (type)", "Output Shape", "Param #")]
@@ -805,9 +823,9 @@ class Sequential:
         total = self.count_params() if self.built else "?"
         print(f"Total params: {total}", file=stream)
 
-    # -- model file contract -------------------------------------------------------------
+    # -- model file contract -----------------------------------------------------------
     def get_config(self):
-        """A JSON-serialisable description that, with the weights, rebuilds the model."""
+        """JSON-serialisable description that, with the weights, rebuilds the model."""
         layer_configs = [{"class_name": type(layer).__name__,
                           "config": layer.get_config()} for layer in self.layers]
         return {

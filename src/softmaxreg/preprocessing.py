@@ -15,6 +15,7 @@ stored integers, so nothing can wrap around as it would in uint8.
 
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -81,6 +82,14 @@ def prepare_digit(source, *, invert="auto", return_info=False):
     ImageError
         The source cannot be read or decoded, is too large, is not an image
         format listed in :data:`FORMATS`, or holds no ink (blank or uniform).
+
+    Notes
+    -----
+    The background is the median of the border pixels, and every pixel
+    standing clearly above it is ink. This suits scans, drawings and evenly
+    lit photographs of one digit. NOTE: a shadow, a ruled line or a second
+    mark is taken as ink too and widens the bounding box, making the digit
+    smaller; crop such photographs to the digit first.
     """
     if not (invert == "auto" if isinstance(invert, str)
             else isinstance(invert, (bool, np.bool_))):
@@ -96,7 +105,8 @@ def prepare_digit(source, *, invert="auto", return_info=False):
     if inverted:
         gray = 1.0 - gray
         background = 1.0 - background
-    ink = _remove_background(gray, background, hint=invert is False)
+    hint = not inverted and not isinstance(invert, str)
+    ink = _remove_background(gray, background, hint=hint)
     info.update(inverted=inverted, background=round(
         1.0 - background if inverted else background, 4))
 
@@ -133,9 +143,9 @@ def _read_gray(source):
     from PIL import Image
 
     if isinstance(source, Image.Image):
-        return _pil_gray(source, file_format=getattr(source, "format", None))
+        return _pil_gray(source, getattr(source, "format", None), "the image")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(io.BytesIO(bytes(source)), "the given bytes")
+        return _decode(io.BytesIO(bytes(source)), "the given data")
     if isinstance(source, (str, os.PathLike)):
         try:
             with open(source, "rb") as stream:
@@ -159,7 +169,7 @@ def _max_file_bytes():
 
 def _decode(stream, where):
     """Open with Pillow, check the declared size, then decode."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
@@ -168,32 +178,40 @@ def _decode(stream, where):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=FORMATS)
     except Image.DecompressionBombError as exc:
-        raise _too_large(where, str(exc)) from exc
+        # Pillow's own, higher limit: its message holds the pixel count.
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(where, f"{declared[1]} pixels" if declared else "too many "
+                         "pixels") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"cannot decode {where} as an image: it is none of "
+            f"{', '.join(FORMATS)}"
+        ) from exc
     except Exception as exc:  # Pillow raises many kinds on malformed input
         raise ImageError(
             f"cannot decode {where} as an image ({', '.join(FORMATS)}): {exc}"
         ) from exc
-    return _pil_gray(image, file_format=image.format)
+    return _pil_gray(image, image.format, where)
 
 
-def _too_large(where, detail):
+def _too_large(where, declared):
     return ImageError(
-        f"image {where} is too large: {detail}; at most {MAX_PIXELS} pixels are "
-        "accepted. Crop or shrink it first."
+        f"{where} declares an image of {declared}, more than the {MAX_PIXELS} "
+        "accepted (a decompression bomb, or a huge scan). Crop or shrink it first."
     )
 
 
 def _check_size(width, height, where):
     if width < 1 or height < 1:
-        raise ImageError(f"image {where} is empty: {width}x{height} pixels")
+        raise ImageError(f"{where} is empty: {width}x{height} pixels")
     if width * height > MAX_PIXELS:
-        raise _too_large(where, f"it declares {width}x{height} pixels")
+        raise _too_large(where, f"{width}x{height} pixels")
 
 
-def _pil_gray(image, file_format):
+def _pil_gray(image, file_format, where):
     """Decode a Pillow image (first frame) into gray and alpha levels."""
     width, height = image.size
-    _check_size(width, height, f"of {width}x{height}")
+    _check_size(width, height, where)
     info = {"original_size": (width, height), "mode": image.mode,
             "format": file_format}
     try:
@@ -252,13 +270,14 @@ def _reduce(levels):
 
 def _array_gray(array):
     """Gray and alpha levels from a (height, width[, n_channels]) array."""
-    if array.ndim not in (2, 3) or array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4):
+    n_channels = array.shape[2] if array.ndim == 3 else 1
+    if array.ndim not in (2, 3) or n_channels not in (1, 2, 3, 4):
         raise ImageError(
             "an image array must have shape (height, width) or (height, width, "
             f"n_channels) with 1 to 4 channels; got shape {array.shape}. For a "
             "flat MNIST row use array.reshape(28, 28)."
         )
-    _check_size(array.shape[1], array.shape[0], f"array of shape {array.shape}")
+    _check_size(array.shape[1], array.shape[0], f"the array of shape {array.shape}")
     info = {"original_size": (array.shape[1], array.shape[0]),
             "mode": str(array.dtype), "format": None}
     levels = _unit_levels(array)

@@ -51,7 +51,7 @@ class EpochProgress:
             print(f"Epoch {epoch + 1}/{self.epochs}", file=self.stream)
             self._bar = tqdm(total=self.steps, file=self.stream, leave=True,
                              bar_format="{n_fmt}/{total_fmt} |{bar:30}| "
-                                        "{elapsed} {postfix}",
+                                        "{elapsed} - {desc}",
                              mininterval=0.1, disable=None)
 
     def step(self, steps_done, loss, accuracy):
@@ -64,19 +64,21 @@ class EpochProgress:
             text = f"{per_step * 1e6:.0f}us/step - loss: {loss:.4f}"
             if accuracy is not None:
                 text += f" - accuracy: {accuracy:.4f}"
-            self._bar.set_postfix_str(text, refresh=False)
+            self._bar.set_description_str(text, refresh=False)
 
     def epoch_end(self, epoch, logs):
         if self.verbose == 0:
             return
         seconds = logs.get("epoch_seconds", time.perf_counter() - self._start)
         per_step = seconds / max(self.steps, 1)
-        if self._bar is not None:
+        summary = f"{per_step * 1e6:.0f}us/step - {format_logs(logs)}"
+        if self._bar is not None:  # the finished bar is the epoch's line
+            self._bar.set_description_str(summary, refresh=False)
             self._bar.close()
             self._bar = None
-        line = (f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - "
-                f"{per_step * 1e6:.0f}us/step - {format_logs(logs)}")
-        print(line, file=self.stream, flush=True)
+            return
+        print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {summary}",
+              file=self.stream, flush=True)
 
     def close(self):
         if self._bar is not None:

@@ -58,9 +58,10 @@ def write_report(model, x, y, out_dir, *, history=None, class_names=None, title=
     out_dir : str or os.PathLike
         Folder to write into; created if missing. Existing files of the same
         names are replaced.
-    history : dict, optional
+    history : dict or History, optional
         Keras-style per-epoch lists: ``loss``, ``accuracy``, ``val_loss``,
-        ``val_accuracy``. The training-curve figure is drawn only if given.
+        ``val_accuracy`` (what ``fit`` returns). The training-curve figure is
+        drawn only if given.
     class_names : sequence of str, optional
         One name per class; defaults to the model's, else "0", "1", ...
     title : str, optional
@@ -79,6 +80,7 @@ def write_report(model, x, y, out_dir, *, history=None, class_names=None, title=
         matplotlib is not installed.
     """
     figure_api = _matplotlib()
+    history = getattr(history, "history", history)  # a History object's dict
     x = np.asarray(x)
     proba = np.asarray(model.predict_proba(_model_input(model, x)))
     if class_names is None:
@@ -195,7 +197,7 @@ def weight_templates(model):
             matrices = [np.asarray(w) for w in weights.values() if np.ndim(w) == 2]
         if len(matrices) != 1:
             return None
-        coef = matrices[0].T  # kernel (n_features, n_classes) -> (n_classes, n_features)
+        coef = matrices[0].T  # (n_classes, n_features), from the kernel's transpose
     coef = np.asarray(coef, dtype=np.float64)
     if coef.ndim != 2 or coef.shape[1] != 28 * 28:
         return None
@@ -207,7 +209,10 @@ def weight_templates(model):
 
 def _save_figure(figure_api, name, draw, out_dir):
     figure_class, canvas_class = figure_api
-    figure = figure_class(figsize=FIGURE_SIZES[name], dpi=DPI, layout="constrained")
+    # Grids of small images place themselves (subplots_adjust): the
+    # constrained layout would cost about a second per figure for them.
+    layout = None if name in ("mistakes", "weights") else "constrained"
+    figure = figure_class(figsize=FIGURE_SIZES[name], dpi=DPI, layout=layout)
     canvas_class(figure)
     draw(figure)
     path = os.path.join(out_dir, f"{name}.png")
@@ -221,6 +226,8 @@ def _has_curves(history):
 
 
 def _draw_curves(figure, history):
+    # NOTE: the estimator's L-BFGS history holds one entry per iteration, not
+    # per epoch, and its loss includes the L2 penalty; the axis says "epoch".
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     for axes, key, label in ((loss_axes, "loss", "cross-entropy loss"),
                              (accuracy_axes, "accuracy", "accuracy")):
@@ -229,6 +236,8 @@ def _draw_curves(figure, history):
             if values:
                 epochs = np.arange(1, len(values) + 1)
                 name = "validation" if prefix else "training"
+                if len(values) > 30:  # markers would merge into a thick line
+                    style = style[1:]
                 axes.plot(epochs, values, style, label=name)
         axes.set_xlabel("epoch")
         axes.set_ylabel(label)
@@ -236,7 +245,18 @@ def _draw_curves(figure, history):
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
             axes.legend()
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        _epoch_ticks(axes, len(history["loss"]))
+
+
+def _epoch_ticks(axes, n_epochs):
+    """Whole-number epoch ticks, also for a single epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    axes.set_xlim(0.5, n_epochs + 0.5)
+    if n_epochs <= 10:
+        axes.set_xticks(range(1, n_epochs + 1))
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _draw_confusion(figure, metrics):
@@ -250,7 +270,7 @@ def _draw_confusion(figure, metrics):
     # A square-root colour scale, so that a few percent of confusion stands
     # out next to a diagonal near 1.
     image = axes.imshow(share, cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0))
-    figure.colorbar(image, ax=axes, label="share of the true class")
+    figure.colorbar(image, ax=axes, label="colour: share of the true class")
     if len(names) <= 20:
         for (row, col), count in np.ndenumerate(confusion):
             colour = "white" if share[row, col] > 0.5 else "black"
@@ -261,7 +281,7 @@ def _draw_confusion(figure, metrics):
     axes.set_yticks(ticks, names)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
-    axes.set_title(f"Confusion matrix (accuracy {metrics['accuracy']:.4f})")
+    axes.set_title(f"Confusion matrix, counts (accuracy {metrics['accuracy']:.4f})")
 
 
 def _most_confident_mistakes(labels, proba, count):
@@ -274,14 +294,18 @@ def _most_confident_mistakes(labels, proba, count):
 def _draw_mistakes(figure, x, labels, proba, metrics):
     chosen = _most_confident_mistakes(labels, proba, N_MISTAKES)
     side = int(np.ceil(np.sqrt(N_MISTAKES)))
-    grid = figure.subplots(side, side)
+    grid = figure.subplots(side, side, gridspec_kw={
+        "left": 0.02, "right": 0.98, "bottom": 0.02, "top": 0.9, "hspace": 0.45})
     names = metrics["class_names"]
+    low, high = float(x.min()), float(x.max())  # one grey scale for all cells
+    high = high if high > low else low + 1.0
     for axes in grid.ravel():
         axes.set_axis_off()
     for axes, index in zip(grid.ravel(), chosen):
         image = _as_square(x[index])
         predicted = int(proba[index].argmax())
-        axes.imshow(image, cmap="gray_r")  # dark ink on white, as on paper
+        # Dark ink on white, as on paper.
+        axes.imshow(image, cmap="gray_r", vmin=low, vmax=high)
         axes.set_title(
             f"true {names[labels[index]]}, pred {names[predicted]}\n"
             f"p = {proba[index, predicted]:.3f}", fontsize=8)
@@ -302,7 +326,8 @@ def _draw_templates(figure, templates, metrics):
     n_classes = templates.shape[0]
     n_cols = min(n_classes, 5)
     n_rows = int(np.ceil(n_classes / n_cols))
-    grid = np.atleast_1d(figure.subplots(n_rows, n_cols))
+    grid = np.atleast_1d(figure.subplots(n_rows, n_cols, gridspec_kw={
+        "left": 0.02, "right": 0.98, "bottom": 0.02, "top": 0.86, "hspace": 0.2}))
     names = metrics["class_names"]
     for axes in grid.ravel():
         axes.set_axis_off()
@@ -326,12 +351,12 @@ def _draw_reliability(figure, metrics):
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     axes.bar(centres[filled], accuracy[filled], width=width * 0.9,
              edgecolor="black", label="accuracy in bin")
-    axes.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    axes.plot([0, 1], [0, 1], "k--", zorder=3, label="perfect calibration")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
     axes.set_ylabel("accuracy")
     axes.set_title(f"Reliability diagram (ECE {metrics['ece']:.4f})")
-    axes.legend(loc="upper left")
+    axes.legend(loc="best")
     counts_axes.bar(centres, calibration["count"], width=width * 0.9, color="gray")
     counts_axes.set_yscale("symlog")
     counts_axes.set_xlabel("confidence (highest predicted probability)")

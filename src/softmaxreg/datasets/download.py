@@ -93,6 +93,8 @@ def _fetch_verified(url, file_spec, target, timeout):
         raise ValueError(f"refusing a non-HTTP(S) mirror URL {url!r}")
     # A gzip file is never much larger than its content; more means a wrong file.
     limit = file_spec.size + file_spec.size // 8 + 65536
+    # NOTE: a process killed mid-download (SIGKILL) leaves its hidden ``.part``
+    # file behind; it is never read under the real name, but it is not swept.
     handle, temporary = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".part"
     )

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError
+from .idx import MAX_DEFLATE_RATIO
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# What a damaged archive can raise from numpy's and zipfile's readers.
+_NPZ_FAILURES = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    struct.error,
+    NotImplementedError,  # a zip compression method flipped to an unknown one
+)
 
 
 def load_npz(path):
@@ -33,19 +47,11 @@ def load_npz(path):
     if not path.is_file():
         raise DatasetNotFoundError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataError(
-                    f"{path}: a single .npy array, expected an .npz archive"
-                )
-            missing = [key for key in _NPZ_KEYS if key not in archive.files]
-            if missing:
-                raise DataError(
-                    f"{path}: missing arrays {missing}; expected {list(_NPZ_KEYS)}, "
-                    f"found {archive.files}"
-                )
-            arrays = {key: archive[key] for key in _NPZ_KEYS}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        with open(path, "rb") as file:
+            _check_members(file, path)
+            file.seek(0)
+            arrays = _read_archive(file, path)
+    except _NPZ_FAILURES as exc:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
@@ -54,6 +60,61 @@ def load_npz(path):
         arrays[f"y_{split}"] = _as_uint8(arrays[f"y_{split}"], path, f"y_{split}", 1)
         _check_counts(path, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _check_members(file, path):
+    """Refuse members declaring more than the archive holds, before numpy allocates.
+
+    NumPy allocates what a member's ``.npy`` header declares, so a few bytes
+    could claim terabytes; each header is read and checked against the sizes
+    in the zip directory, themselves bounded by the deflate ratio.
+    """
+    with zipfile.ZipFile(file) as archive:
+        for info in archive.infolist():
+            limit = info.compress_size * MAX_DEFLATE_RATIO + 1024
+            if info.file_size > limit:
+                raise DataError(
+                    f"{path}: member {info.filename} claims {info.file_size} bytes, "
+                    f"more than its {info.compress_size} compressed bytes can hold"
+                )
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as member:
+                    _check_npy_header(member, info, path)
+
+
+def _check_npy_header(member, info, path):
+    """Read one ``.npy`` header; refuse objects and sizes past the member's."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise DataError(f"{path}: {info.filename} uses .npy version {version}")
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: {info.filename} holds Python objects, which would need "
+            "unpickling; refused"
+        )
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size:
+        raise DataError(
+            f"{path}: {info.filename} declares shape {shape} ({declared} bytes) "
+            f"but holds only {info.file_size} bytes"
+        )
+
+
+def _read_archive(file, path):
+    """The four arrays of an already checked archive, read without pickle."""
+    # The file is a zip (checked above), so numpy returns an NpzFile.
+    with np.load(file, allow_pickle=False) as archive:
+        missing = [key for key in _NPZ_KEYS if key not in archive.files]
+        if missing:
+            raise DataError(
+                f"{path}: missing arrays {missing}; expected {list(_NPZ_KEYS)}, "
+                f"found {archive.files}"
+            )
+        return {key: archive[key] for key in _NPZ_KEYS}
 
 
 def _as_uint8(array, path, key, n_dims):
