@@ -155,7 +155,7 @@ def test_constant_loss_at_ln_k_warns_not_learning():
     x = np.zeros((40, 4, 4), np.float32)
     y = np.arange(40) % 10
     model = make_model()
-    with pytest.warns(NotLearningWarning, match=r"2\.3026 ~ ln\(10\).*not learning"):
+    with pytest.warns(NotLearningWarning, match=r"not learning.*2\.3026 ~ ln\(10\)"):
         model.fit(x, y, batch_size=40, epochs=2, verbose=0, seed=0)
 
 
@@ -205,3 +205,12 @@ def test_nan_at_predict_time_names_the_row():
     x[2, 0, 0] = np.nan
     with pytest.raises(DataError, match="sample 2 holds NaN"):
         model.predict(x)
+
+
+def test_loss_far_above_uniform_warns_learning_rate_too_large():
+    x, y = make_data(n=200)
+    model = make_model(optimizer=sr.optimizers.SGD(learning_rate=1000.0))
+    with pytest.warns(NotLearningWarning, match=r"far above ln\(10\).*learning rate "
+                                                r"too large \(now 1000\)"):
+        model.fit(x * 255, y, epochs=3, verbose=0, seed=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())

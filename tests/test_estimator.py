@@ -1,6 +1,7 @@
 """SoftmaxRegression: objective, gradient, solvers, validation and model files."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -413,3 +414,17 @@ def test_set_weights_dict_is_strict(edit, match):
     rebuilt = SoftmaxRegression.from_config(model.get_config())
     with pytest.raises(ValueError, match=match):
         rebuilt.set_weights_dict(weights)
+
+
+@pytest.mark.parametrize("solver, word", [("lbfgs", "iteration"), ("adam", "epoch")])
+def test_verbose_prints_one_line_per_step_and_quiet_by_default(capsys, solver, word):
+    x, y = make_data(seed=20)
+    params = dict(solver=solver, max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        SoftmaxRegression(verbose=0, **params).fit(x, y)
+        assert capsys.readouterr().out == ""
+        model = SoftmaxRegression(verbose=1, **params).fit(x, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == model.n_iter_
+    assert all(line.startswith(word) and "loss" in line for line in lines)

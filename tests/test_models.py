@@ -91,8 +91,8 @@ def test_history_keys_and_validation_data():
     model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     history = model.fit(x, y, epochs=2, verbose=0, seed=0,
                         validation_data=(x[:50], y[:50]))
-    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy",
-                                     "epoch_seconds"}
+    assert set(history.history) == {
+        "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"}
     assert all(len(v) == 2 for v in history.history.values())
     assert model.history is history
     val_loss, val_acc = model.evaluate(x[:50], y[:50])
@@ -208,8 +208,8 @@ def test_summary_table():
 
 def trained_model():
     x, y = blobs()
-    model = sr.Sequential([layers.Rescaling(0.5), layers.Dense(8, activation=sr.nn.relu,
-                                                              l2=1e-4),
+    model = sr.Sequential([layers.Rescaling(0.5),
+                           layers.Dense(8, activation=sr.nn.relu, l2=1e-4),
                            layers.Dropout(0.1),
                            layers.Dense(3, activation=sr.nn.softmax)])
     model.compile(sr.optimizers.SGD(0.1, momentum=0.9),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softmaxreg.errors import DataError
+from softmaxreg.errors import DataError, MissingDependencyError
 from softmaxreg.metrics import classification_metrics
 from softmaxreg.report import figure_pixels, weight_templates, write_report
 
@@ -220,7 +220,7 @@ def test_missing_matplotlib_says_how_to_install(toy, tmp_path, monkeypatch):
     x, y, model = toy
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(ImportError, match=r"pip install 'softmaxreg\[report\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'softmaxreg\[report\]'"):
         write_report(model, x, y, tmp_path)
 
 

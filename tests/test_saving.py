@@ -2,6 +2,7 @@
 
 import functools
 import json
+import os
 import pickle
 import struct
 import tempfile
@@ -310,7 +311,7 @@ def _load_bytes(tmp_path, data):
 
 
 _FUZZ = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("SOFTMAXREG_FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -494,7 +495,9 @@ def test_huge_declared_layer_is_refused_before_allocating(tmp_path):
     _edit_description(path, edit)
     tracemalloc.start()
     try:
-        with pytest.raises(ModelFileError, match="declares .* weights but the file"):
+        with pytest.raises(
+            ModelFileError, match=r"layers.1.kernel: .* \(1000000, 1000000000\)"
+        ):
             saving.load_model(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -511,7 +514,8 @@ def test_sequential_wrong_shaped_weight_is_named(tmp_path):
     entry["shape"] = [4, 8]  # transposed: same bytes, wrong shape
     _rewrite(path, header, body)
     with pytest.raises(
-        ModelFileError, match=r"layers.2.kernel: expected shape \(8, 4\)"
+        ModelFileError,
+        match=r"layers.2.kernel: .* implies shape \(8, 4\), the file holds \(4, 8\)",
     ):
         saving.load_model(path)
 
@@ -546,7 +550,9 @@ def test_flipped_weight_byte_is_detected(saved):
 
 
 @pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
-def test_header_length_that_starts_like_pickle_or_zip_still_loads(tmp_path, first_bytes):
+def test_header_length_that_starts_like_pickle_or_zip_still_loads(
+    tmp_path, first_bytes
+):
     # a header whose length ends in the bytes 0x80 or "PK" is a valid file
     path = tmp_path / "m.safetensors"
     saving.save_model(_trained(), path)

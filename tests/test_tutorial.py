@@ -27,7 +27,7 @@ test_loss, test_accuracy = model.evaluate(test_images, test_labels)
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_tutorial_program_runs_with_imports_changed(real_data_dir, monkeypatch,
-                                                     capsys):
+                                                    capsys):
     monkeypatch.setenv("SOFTMAXREG_DATA", str(real_data_dir))
     namespace = {}
     exec(compile(TUTORIAL, "tutorial.py", "exec"), namespace)

@@ -32,6 +32,7 @@ _LAZY = {
     "report": ("softmaxreg.report", None),
     "saving": ("softmaxreg.saving", None),
     "errors": ("softmaxreg.errors", None),
+    "metrics": ("softmaxreg.metrics", None),
     "keras": ("softmaxreg.keras", None),
     "nn": ("softmaxreg.nn", None),
     "Sequential": ("softmaxreg.models", "Sequential"),

@@ -41,3 +41,7 @@ class TrainingError(SoftmaxregError, RuntimeError):
 
 class NotFittedError(SoftmaxregError, ValueError):
     """A model was used before being trained."""
+
+
+class MissingDependencyError(SoftmaxregError, ImportError):
+    """An optional extra (such as matplotlib for reports) is not installed."""

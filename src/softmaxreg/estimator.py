@@ -248,8 +248,9 @@ class SoftmaxRegression:
         base = np.ones(len(y_index), dtype=dtype) if weights is None else weights
         if isinstance(self.class_weight, str) and self.class_weight == "balanced":
             per_class = np.bincount(y_index, weights=base, minlength=len(classes))
-            with np.errstate(divide="ignore"):
-                table = base.sum() / (len(classes) * per_class)
+            table = np.zeros(len(classes))  # a class without weight stays at 0
+            present = per_class > 0
+            table[present] = base.sum() / (len(classes) * per_class[present])
         elif isinstance(self.class_weight, dict):
             table = _class_weight_table(self.class_weight, classes)
         else:

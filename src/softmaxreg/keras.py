@@ -12,8 +12,9 @@ import importlib
 from softmaxreg import activations, callbacks, layers, losses, models, optimizers
 from softmaxreg.models import Sequential
 
-__all__ = ["activations", "callbacks", "datasets", "layers", "losses", "models",
-           "optimizers", "Sequential"]
+# "datasets" is also public, resolved on first use by __getattr__ below
+__all__ = ["activations", "callbacks", "layers", "losses", "models", "optimizers",
+           "Sequential"]
 
 
 def __getattr__(name):

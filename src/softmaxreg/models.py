@@ -131,8 +131,9 @@ def _sparse_labels(y, n_samples, n_classes, arg="y"):
     bad = (y < 0) | (y >= n_classes)
     if bad.any():
         values = np.unique(y[bad])
-        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if values.size > 5
-                                                           else "")
+        shown = ", ".join(str(v) for v in values[:5])
+        if values.size > 5:
+            shown += ", ..."
         hint = " (labels 1..n? subtract 1)" if values.max() == n_classes else ""
         raise DataError(
             f"{arg}: labels must lie in 0..{n_classes - 1} for a {n_classes}-class "
@@ -218,6 +219,47 @@ def _blas_threads():
     return threadpool_limits(limits=BLAS_THREADS, user_api="blas")
 
 
+class _LearningMonitor:
+    """Warn once when two epochs in a row show the model is not learning.
+
+    Either the loss sits at ln(n_classes), the loss of a uniform guess, or it
+    stays far above it without improving: the stable loss keeps it finite
+    even when the weights blow up, so divergence often shows this way rather
+    than as NaN.
+    """
+
+    def __init__(self, n_classes, learning_rate):
+        self.n_classes = n_classes
+        self.uniform = math.log(n_classes)
+        self.learning_rate = learning_rate
+        self.previous = None
+        self.warned = False
+
+    def epoch_end(self, loss):
+        previous, self.previous = self.previous, loss
+        if self.warned or previous is None:
+            return
+        stuck = max(abs(loss - self.uniform), abs(previous - self.uniform)) < 0.01
+        stalled_high = loss > 2 * self.uniform and loss > 0.97 * previous
+        if not (stuck or stalled_high):
+            return
+        self.warned = True
+        if stuck:
+            what = (f"has stayed at {loss:.4f} ~ ln({self.n_classes}) for 2 epochs, "
+                    "the loss of a uniform guess")
+            causes = ("constant or all-zero inputs; labels not matching the "
+                      "inputs (shuffled separately); a learning rate far too small "
+                      "or too large; all ReLU units dead")
+        else:
+            what = (f"stays far above ln({self.n_classes}) = {self.uniform:.4f}, the "
+                    f"loss of a uniform guess, without improving ({previous:.4g} "
+                    f"then {loss:.4g})")
+            causes = (f"a learning rate too large (now {self.learning_rate:g}); "
+                      "inputs not scaled (divide raw pixels by 255)")
+        warnings.warn(f"the model is not learning: the training loss {what}. "
+                      f"Likely causes: {causes}", NotLearningWarning, stacklevel=4)
+
+
 class _Diverged(Exception):
     pass
 
@@ -253,6 +295,7 @@ class Sequential:
         self.input_shape = None
         self.metadata_ = {}
         self._params = None
+        self._batch_buffers = {}  # work arrays by batch size, reused across steps
         for layer in layers or ():
             self.add(layer)
 
@@ -385,8 +428,8 @@ class Sequential:
                 raise DataError(f"{arg}: expected (n_samples, ...) with at least 2 "
                                 f"axes; got shape {x.shape}")
             return x
-        if single_ok and (x.shape == shape or (x.ndim == 1 and x.size ==
-                                                math.prod(shape))):
+        one_flat = x.ndim == 1 and x.size == math.prod(shape)
+        if single_ok and (x.shape == shape or one_flat):
             return x.reshape((1,) + shape)
         if x.shape[1:] == shape:
             return x
@@ -435,8 +478,17 @@ class Sequential:
             split; the same seed gives bit-identical weights and metrics.
         initial_epoch : int
             Epoch to resume at (weights and optimizer state restored by caller).
+        verbose : {"auto", 0, 1, 2}
+            0 silent; 1 ("auto") a live bar per epoch on a terminal, else one
+            line per epoch; 2 one line per epoch.
         stream : file, optional
             Where progress goes (standard output by default).
+
+        Warns
+        -----
+        NotLearningWarning
+            When, over two epochs, the loss sits at ln(n_classes) or stays far
+            above it without improving.
 
         Raises
         ------
@@ -546,9 +598,7 @@ class Sequential:
         return (x_val, targets, labels, np.arange(x_val.shape[0]))
 
     def _run_epochs(self, plan, shuffle, callbacks, progress, interrupt):
-        near_uniform = 0
-        warned = False
-        uniform_loss = math.log(self.n_classes)
+        monitor = _LearningMonitor(self.n_classes, self.optimizer.learning_rate)
         for epoch in range(plan["initial_epoch"], plan["epochs"]):
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
@@ -566,22 +616,9 @@ class Sequential:
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
 
-            near_uniform = near_uniform + 1 if abs(logs["loss"] - uniform_loss) \
-                < 0.01 else 0
-            if near_uniform >= 2 and not warned:
-                warned = True
-                self._warn_not_learning(logs["loss"], near_uniform)
+            monitor.epoch_end(logs["loss"])
             if self.stop_training:
                 break
-
-    def _warn_not_learning(self, loss, epochs):
-        warnings.warn(
-            f"the training loss has stayed at {loss:.4f} ~ ln({self.n_classes}) for "
-            f"{epochs} epochs, the loss of a uniform guess: the model is not "
-            "learning. Likely causes: constant or all-zero inputs; labels not "
-            "matching the inputs (shuffled separately); a learning rate far too "
-            "small or too large; all ReLU units dead", NotLearningWarning,
-            stacklevel=4)
 
     def _train_epoch(self, plan, epoch, shuffle, progress, interrupt):
         x, targets, labels = plan["x"], plan["targets"], plan["labels"]
@@ -629,14 +666,8 @@ class Sequential:
         np.copyto(buf, x[idx], casting="unsafe")
         return buf
 
-    @property
-    def _batch_buffers(self):
-        if not hasattr(self, "_batch_cache"):
-            self._batch_cache = {}
-        return self._batch_cache
-
     def _release_buffers(self):
-        self._batch_cache = {}
+        self._batch_buffers = {}
         for layer in self.layers:
             layer.release_buffers()
 

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from softmaxreg.errors import DataError
+from softmaxreg.errors import DataError, MissingDependencyError
 from softmaxreg.metrics import classification_metrics
 
 #: Resolution of every figure, in dots per inch; sizes below are in inches.
@@ -76,8 +76,8 @@ def write_report(model, x, y, out_dir, *, history=None, class_names=None, title=
 
     Raises
     ------
-    ImportError
-        matplotlib is not installed.
+    MissingDependencyError
+        matplotlib is not installed (a subclass of ImportError).
     """
     figure_api = _matplotlib()
     history = getattr(history, "history", history)  # a History object's dict
@@ -120,7 +120,7 @@ def _matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             "the report needs matplotlib, an optional extra: "
             "pip install 'softmaxreg[report]'"
         ) from exc

@@ -40,6 +40,8 @@ METADATA_KEY = "softmaxreg"
 # hostile header from making us parse gigabytes of JSON.
 _MAX_HEADER_BYTES = 16 * 1024 * 1024
 _MAX_RANK = 8
+# Layers without weights that keep the number of features per sample.
+_SHAPE_KEEPING_LAYERS = ("Flatten", "Dropout", "Rescaling")
 _ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 
 # safetensors dtype code -> NumPy dtype, restricted to what models hold.
@@ -155,7 +157,7 @@ def build_model(description, tensors, path):
             f"{path}: the model description's 'config' must be an object whose "
             f"'class_name' is {class_name!r}; the file is damaged or was edited"
         )
-    _check_declared_size(class_name, config, tensors, path)
+    _check_declared_shapes(class_name, config, tensors, path)
     try:
         model = cls.from_config(config)
         model.set_weights_dict(tensors)
@@ -236,7 +238,13 @@ def check_digest(tensors, description, path):
     Called after the arrays' names and shapes were checked against the model,
     so that a wrong shape is reported as such rather than as damage.
     """
-    if description.get("arrays_sha256") != arrays_digest(tensors):
+    recorded = description.get("arrays_sha256")
+    if not isinstance(recorded, str):
+        raise ModelFileError(
+            f"{path}: the description has no 'arrays_sha256'; the file was not "
+            "written by softmaxreg.save_model or was edited"
+        )
+    if recorded != arrays_digest(tensors):
         raise ModelFileError(
             f"{path} is damaged or was modified: its arrays do not match the "
             "SHA-256 digest recorded when it was written"
@@ -437,41 +445,50 @@ def _decode_tensors(data, header, data_start, path):
     }
 
 
-def _check_declared_size(class_name, config, tensors, path):
-    """Refuse a description declaring far more parameters than the file holds.
+def _check_declared_shapes(class_name, config, tensors, path):
+    """Compare a Sequential's Dense weight shapes, implied by its config, with the file.
 
     ``Sequential.from_config`` allocates the layers' weights when the input
-    shape is known, so a few edited numbers could otherwise ask for terabytes.
+    shape is known, so an edited ``units`` could otherwise ask for terabytes
+    before ``set_weights_dict`` sees that the arrays do not fit.
     """
     if class_name != "Sequential":
         return
-    declared = _sequential_size(config)
-    stored = sum(int(array.size) for array in tensors.values())
-    # a small excess is left to set_weights_dict, which names the bad array
-    if declared is not None and declared > 4 * stored + 1_000_000:
-        raise ModelFileError(
-            f"{path}: the description declares {declared} weights but the file "
-            f"holds {stored}; the file is damaged or was edited"
-        )
+    for name, shape in _dense_shapes(config).items():
+        found = tensors.get(name)
+        if found is None or found.shape != shape:
+            found_text = "no such array" if found is None else f"{found.shape}"
+            raise ModelFileError(
+                f"{path}: weight {name}: the description implies shape {shape}, "
+                f"the file holds {found_text}"
+            )
 
 
-def _sequential_size(config):
-    """Parameters of a Sequential config's Dense layers, or None if unknown."""
-    shape = config.get("input_shape")
-    layers = config.get("layers")
+def _dense_shapes(config):
+    """Array name -> shape of each Dense layer of a Sequential config.
+
+    Empty when the config is too malformed to tell; ``from_config`` then
+    refuses it before allocating anything.
+    """
+    shape, layers = config.get("input_shape"), config.get("layers")
     if not _is_int_list(shape) or not isinstance(layers, list):
-        return None
-    features, total = math.prod(shape), 0
-    for entry in layers:
-        if not isinstance(entry, dict) or entry.get("class_name") != "Dense":
+        return {}
+    features, shapes = math.prod(shape), {}
+    for index, entry in enumerate(layers):
+        kind = entry.get("class_name") if isinstance(entry, dict) else None
+        if kind in _SHAPE_KEEPING_LAYERS:
             continue
+        if kind != "Dense":
+            return {}  # NOTE: unknown here; from_config refuses or builds it
         layer = entry.get("config")
         units = layer.get("units") if isinstance(layer, dict) else None
-        if _is_int_list([units]):
-            bias = units if layer.get("use_bias", True) is not False else 0
-            total += features * units + bias  # kernel (n_in, units), bias (units,)
-            features = units
-    return total
+        if not _is_int_list([units]):
+            return {}
+        shapes[f"layers.{index}.kernel"] = (features, units)  # (n_in, units)
+        if layer.get("use_bias", True) is not False:
+            shapes[f"layers.{index}.bias"] = (units,)
+        features = units
+    return shapes
 
 
 def _resolve_model_class(name, path):
