@@ -9,6 +9,7 @@ inode, size, modification time), so loading it again skips the hash.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,8 +117,9 @@ def _read_verified(path, file_spec, place, *, remove_bad):
     except DataError as exc:
         if remove_bad and place.is_cache and _inside_cache(path):
             Path(path).unlink(missing_ok=True)
+            reason = _FIX_BY_HAND.sub("", str(exc))  # the removal below is the fix
             raise type(exc)(
-                f"{exc}; removed this bad copy from the cache, so the next "
+                f"{reason}; removed this bad copy from the cache, so the next "
                 "run downloads it afresh"
             ) from None
         raise
@@ -125,6 +127,9 @@ def _read_verified(path, file_spec, place, *, remove_bad):
     # of its verification keeps the same identity and is not hashed again.
     _VERIFIED[identity] = file_spec.sha256
     return array
+
+
+_FIX_BY_HAND = re.compile(r"[:;,]? delete it and (download|get it) again")
 
 
 def _inside_cache(path):
