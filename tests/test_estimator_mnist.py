@@ -31,9 +31,10 @@ def test_lbfgs_reaches_92_percent(mnist_flat):
     assert model.coef_.shape == (10, 784)
     assert model.coef_.dtype == np.float32
     assert model.score(x_test, y_test) >= 0.92
-    # scikit-learn's lbfgs reaches 14 572 after its 100 iterations on this data
-    # (measured with scikit-learn 1.9, float64).
-    assert model.objective_ <= 14572.0 * (1 + 1e-4)
+    # scikit-learn 1.9's LogisticRegression(C=1, max_iter=100) ends at 14 546.3
+    # on this data in float64 with one thread (14 572.0 with its default
+    # threads); the objective is the same function, so the values compare.
+    assert model.objective_ <= 14546.3 * (1 + 1e-4)
 
 
 def test_adam_fast_mode_reaches_92_percent(mnist_flat):
