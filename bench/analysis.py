@@ -20,6 +20,7 @@ SKLEARN_LOGREG = "sklearn-logreg"
 METRICS = {
     "epoch_seconds": lambda r: _epoch_median(r),
     "first_epoch_seconds": lambda r: (r.get("epoch_seconds") or [None])[0],
+    "best_epoch_seconds": lambda r: min(r.get("epoch_seconds") or [None]),
     "fit_seconds": lambda r: r.get("fit_seconds"),
     "test_accuracy": lambda r: r.get("test_accuracy"),
     "test_log_loss": lambda r: r.get("test_log_loss"),
@@ -36,8 +37,8 @@ METRICS = {
 PAIRS = [
     (metric, PROJECT_MLP, peer)
     for peer in ("keras", "pytorch", "sklearn-mlp")
-    for metric in ("epoch_seconds", "fit_seconds", "peak_rss_mib",
-                   "images_per_s", "latency_us")
+    for metric in ("epoch_seconds", "best_epoch_seconds", "fit_seconds",
+                   "peak_rss_mib", "images_per_s", "latency_us")
 ] + [
     (metric, PROJECT_LBFGS, SKLEARN_LOGREG)
     for metric in ("fit_seconds", "peak_rss_mib", "objective", "images_per_s",
@@ -222,8 +223,11 @@ def _reach_verdict(reach):
             "figure": f"{seconds:.2f} s = {ratio:.3f} x scikit-learn's fit time"}
 
 
-def judge_targets(summary, ratios, reach, fast_name):
-    """Each target of the training engine and estimator: met or not, with figures."""
+def judge_targets(summary, ratios, reach, fast_name, dataset):
+    """Each target of the training engine and estimator: met or not, with figures.
+
+    The accuracy targets were set for MNIST; elsewhere they are shown, unjudged.
+    """
     lbfgs_obj = _ratio(ratios, f"{PROJECT_LBFGS}/{SKLEARN_LOGREG}:objective")
     acc_mine = _median(summary, PROJECT_LBFGS, "test_accuracy")
     acc_theirs = _median(summary, SKLEARN_LOGREG, "test_accuracy")
@@ -233,8 +237,14 @@ def judge_targets(summary, ratios, reach, fast_name):
         "engine epoch time <= 1/8 of Keras": _verdict(
             _ratio(ratios, f"{PROJECT_MLP}/keras:epoch_seconds"),
             lambda v: v <= 1 / 8, lambda v: f"{v:.3f} x Keras (1/{1 / v:.1f})"),
+        "engine epoch time <= 1/8 of Keras (least-disturbed epochs)": _verdict(
+            _ratio(ratios, f"{PROJECT_MLP}/keras:best_epoch_seconds"),
+            lambda v: v <= 1 / 8, lambda v: f"{v:.3f} x Keras (1/{1 / v:.1f})"),
         "engine faster than PyTorch per epoch": _verdict(
             _ratio(ratios, f"{PROJECT_MLP}/pytorch:epoch_seconds"),
+            lambda v: v < 1, lambda v: f"{v:.3f} x PyTorch"),
+        "engine faster than PyTorch per epoch (least-disturbed epochs)": _verdict(
+            _ratio(ratios, f"{PROJECT_MLP}/pytorch:best_epoch_seconds"),
             lambda v: v < 1, lambda v: f"{v:.3f} x PyTorch"),
         "engine test accuracy >= 97.5%": _verdict(
             _median(summary, PROJECT_MLP, "test_accuracy"),
@@ -255,6 +265,11 @@ def judge_targets(summary, ratios, reach, fast_name):
         "fast mode fit < 1 s": _verdict(
             fast_time, lambda v: v < 1.0, lambda v: f"{v:.2f} s"),
     }
+    if dataset != "mnist":
+        for name in ("engine test accuracy >= 97.5%", "fast mode accuracy >= 92.0%"):
+            verdict = targets[name]
+            verdict["figure"] += " (target set for MNIST only)"
+            verdict["met"] = None
     return targets
 
 
@@ -271,5 +286,6 @@ def summarise(report):
         "ratios": ratios,
         "arithmetic": arithmetic(summary, runs, n_train),
         "lbfgs_time_to_sklearn_objective": reach,
-        "targets": judge_targets(summary, ratios, reach, fast_name),
+        "targets": judge_targets(summary, ratios, reach, fast_name,
+                                 report["dataset"]),
     }

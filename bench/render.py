@@ -44,18 +44,19 @@ def spread(entry, scale=1.0, digits=2):
 
 
 def results_table(report):
-    head = ("| implementation | s / epoch | fit s | test acc % | test log-loss | "
+    head = ("| implementation | s / epoch | best epoch s | fit s | test acc % | test log-loss | "
             "peak RSS MiB | predict 10k img/s | 1-image latency µs | process CPU s | "
             "load before |")
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for name, entry in report["summary"].items():
         if entry.get("status") != "ok":
             reason = entry.get("reason", "").replace("|", "/")[:160]
-            lines.append(f"| {label(name)} | {entry.get('status')}: {reason} |||||||||")
+            lines.append(f"| {label(name)} | {entry.get('status')}: {reason} ||||||||||")
             continue
         lines.append("| " + " | ".join([
             label(name),
             spread(entry.get("epoch_seconds"), digits=3),
+            spread(entry.get("best_epoch_seconds"), digits=3),
             spread(entry.get("fit_seconds")),
             spread(entry.get("test_accuracy"), 100),
             spread(entry.get("test_log_loss"), digits=4),
@@ -111,9 +112,16 @@ def arithmetic_section(report):
 def targets_table(report):
     lines = ["| target | met | figure (medians) |", "|---|---|---|"]
     for target, verdict in report["targets"].items():
-        met = {True: "yes", False: "**no**", None: "not measured"}[verdict["met"]]
+        met = {True: "yes", False: "**no**", None: "–"}[verdict["met"]]
         lines.append(f"| {target} | {met} | {verdict['figure']} |")
     return "\n".join(lines)
+
+
+def times(speed):
+    """'2.0x faster' / '1.5x slower' from a speed-up factor."""
+    if speed >= 1:
+        return f"{speed:.1f}x faster"
+    return f"{1 / speed:.1f}x slower"
 
 
 def standing(report):
@@ -126,10 +134,11 @@ def standing(report):
         if not time_ratio:
             continue
         speed = 1 / time_ratio["median"]
-        word = "faster" if speed >= 1 else "slower"
-        factor = speed if speed >= 1 else 1 / speed
+        best = ratios.get(f"softmaxreg-mlp/{peer}:best_epoch_seconds") or {}
         sentences.append(
-            f"- vs {PEER_NAMES[peer]}: {factor:.1f}x {word} per epoch, "
+            f"- vs {PEER_NAMES[peer]}: {times(speed)} per epoch "
+            f"({times(1 / best['median']) if best else '?'} comparing each run's "
+            f"least-disturbed epochs), "
             f"{rss.get('median', float('nan')):.2f}x its peak memory.")
     fit = ratios.get("softmaxreg-lbfgs/sklearn-logreg:fit_seconds")
     obj = ratios.get("softmaxreg-lbfgs/sklearn-logreg:objective")
