@@ -24,3 +24,20 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+
+# Side-by-side benchmarks (BENCHMARKS.md). Peers get their own environments under
+# bench/.venvs/ and are never installed for the tests. The data comes from
+# $SOFTMAXREG_DATA, else the user cache (filled by a download when empty).
+BENCH_DATA ?= $(if $(SOFTMAXREG_DATA),$(SOFTMAXREG_DATA),$(HOME)/.cache/softmaxreg)
+FETCH := $(PY) -c 'import softmaxreg as s; [s.datasets.load(n) for n in ("mnist", "fashion-mnist")]'
+
+bench: $(STAMP)
+	$(FETCH)
+	PYTHON=$(PYTHON) bash bench/setup_peers.sh
+	$(PY) bench/run.py --dataset mnist --repeats 3 --data-dir $(BENCH_DATA)
+	$(PY) bench/run.py --dataset fashion-mnist --repeats 3 --data-dir $(BENCH_DATA)
+
+bench-quick: $(STAMP)
+	$(FETCH)
+	PYTHON=$(PYTHON) bash bench/setup_peers.sh torch sklearn
+	$(PY) bench/run.py --quick --data-dir $(BENCH_DATA)

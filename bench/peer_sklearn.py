@@ -33,7 +33,7 @@ def flat_scaled(images):
     return images.reshape(len(images), -1) / 255.0
 
 
-def run_logreg(sklearn, args, x, y, xt, yt):
+def run_logreg(args, x, y, xt, yt):
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1.0, solver="lbfgs", max_iter=100)
@@ -55,7 +55,7 @@ def run_logreg(sklearn, args, x, y, xt, yt):
     }
 
 
-def run_mlp(sklearn, args, x, y, xt, yt):
+def run_mlp(args, x, y, xt, yt):
     from sklearn.neural_network import MLPClassifier
 
     model = MLPClassifier(hidden_layer_sizes=(128,), solver="adam",
@@ -92,7 +92,7 @@ def main():
     (x_train, y_train), (x_test, y_test) = load_dataset(args.data_dir, args.dataset)
     x, xt = flat_scaled(x_train), flat_scaled(x_test)
     runner = run_logreg if args.model == "logreg" else run_mlp
-    result = runner(sklearn, args, x, y_train, xt, y_test)
+    result = runner(args, x, y_train, xt, y_test)
     result["versions"] = {"scikit-learn": sklearn.__version__, "numpy": np.__version__}
     result["blas"] = blas_info()
     emit(result)

@@ -44,14 +44,15 @@ def spread(entry, scale=1.0, digits=2):
 
 
 def results_table(report):
-    head = ("| implementation | s / epoch | best epoch s | fit s | test acc % | test log-loss | "
-            "peak RSS MiB | predict 10k img/s | 1-image latency µs | process CPU s | "
-            "load before |")
+    head = ("| implementation | s / epoch | best epoch s | fit s | test acc % "
+            "| test log-loss | peak RSS MiB | predict 10k img/s "
+            "| 1-image latency µs | process CPU s | load before |")
     lines = [head, "|" + "---|" * 11]
     for name, entry in report["summary"].items():
         if entry.get("status") != "ok":
             reason = entry.get("reason", "").replace("|", "/")[:160]
-            lines.append(f"| {label(name)} | {entry.get('status')}: {reason} ||||||||||")
+            status = entry.get("status")
+            lines.append(f"| {label(name)} | {status}: {reason} ||||||||||")
             continue
         lines.append("| " + " | ".join([
             label(name),

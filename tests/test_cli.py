@@ -174,11 +174,15 @@ def test_evaluate_json_matches_metrics(softmax_model, npz, capsys):
     assert result["accuracy"] == pytest.approx(expected, abs=1e-12)
 
 
-def test_evaluate_uses_the_training_dataset_by_default(softmax_model, capsys):
-    # provenance names "blocks", which is not a registered dataset: a clear error
+def test_evaluate_uses_the_recorded_npz_by_default(softmax_model, npz, capsys):
+    code, out, err = run(capsys, "evaluate", softmax_model, "--json")
+    assert code == 0, err
+    assert json.loads(out)["n_samples"] == 100
+    assert "warning" not in err
+    npz.unlink()
     code, _, err = run(capsys, "evaluate", softmax_model)
     assert code == 2
-    assert_one_line_error(err, "trained on 'blocks', which is not a registered")
+    assert_one_line_error(err, r"trained on .*blocks.npz, which no longer exists")
 
 
 # --- predict -----------------------------------------------------------------------
@@ -367,8 +371,10 @@ def test_missing_model_file_exits_2(tmp_path, capsys):
 def test_datasets_json(real_data_dir, capsys):
     code, out, _ = run(capsys, "datasets", "--data-dir", real_data_dir, "--json")
     assert code == 0
-    records = {r["name"]: r for r in json.loads(out)}
+    result = json.loads(out)
+    records = {r["name"]: r for r in result["datasets"]}
     assert records["mnist"]["verified"] is True
+    assert result["ok"] is True
 
 
 def test_datasets_text_lists_missing(tmp_path, monkeypatch, capsys):
@@ -601,3 +607,435 @@ def test_bad_mlp_file_exits_2(tmp_path, mlp_model, capsys, damage, pattern):
     assert code == 2
     assert out == ""
     assert_one_line_error(err, pattern)
+
+
+# --- outputs are checked before any work ------------------------------------------
+
+
+def _no_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("data was loaded before the output was checked")
+
+    monkeypatch.setattr(cli, "load_data", refuse)
+
+
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        (["--output", ""], "--output: expected a path, got an empty string"),
+        (["--output", "."], r"--output: \. is a folder; give a file path"),
+        (["--output", "afile/m.safetensors"], "--output: afile is a file"),
+        (["--checkpoint", "afile"], "--checkpoint: afile is a file; give a folder"),
+        (["--checkpoint", ""], "--checkpoint: expected a path"),
+    ],
+)
+def test_train_output_checked_before_training(npz, capsys, monkeypatch, extra, pattern):
+    open("afile", "w").close()
+    _no_loading(monkeypatch)
+    code, out, err = run(capsys, "train", "--dataset", npz, *extra)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, pattern)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders")
+def test_train_read_only_output_folder(tmp_path, npz, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    _no_loading(monkeypatch)
+    code, _, err = run(capsys, "train", "--dataset", npz, "--output", locked / "m.st")
+    assert code == 2
+    assert_one_line_error(err, "--output: cannot write in .*locked")
+
+
+def test_report_out_checked_before_work(softmax_model, npz, capsys, monkeypatch):
+    open("afile", "w").close()
+    _no_loading(monkeypatch)
+    code, _, err = run(capsys, "report", softmax_model, "--out", "afile")
+    assert code == 2
+    assert_one_line_error(err, "--out: afile is a file; give a folder")
+    code, _, err = run(capsys, "report", softmax_model, "--out", "afile/sub")
+    assert code == 2
+    assert_one_line_error(err, "--out: afile/sub is a file .*not a folder")
+
+
+# --- .npz labels and splits ---------------------------------------------------------
+
+
+def _npz_with(path, **changes):
+    x_train, y_train = make_digits(100, 0)
+    x_test, y_test = make_digits(50, 1)
+    arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    arrays.update(changes)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_classes_come_from_training_labels(tmp_path, capsys):
+    _, y_test = make_digits(50, 1)
+    y_test[7] = 50
+    path = _npz_with(tmp_path / "odd.npz", y_test=y_test)
+    code, _, err = run(capsys, "train", "--dataset", path, "--model", "softmax")
+    assert code == 2
+    assert_one_line_error(err, r"y_test holds labels \[50\] outside .* 0\.\.9")
+    assert not list(tmp_path.glob("models/*"))
+
+
+def test_npz_training_labels_must_cover_every_class(tmp_path, capsys):
+    _, y_train = make_digits(100, 0)
+    y_train[y_train == 3] = 4
+    path = _npz_with(tmp_path / "gap.npz", y_train=y_train)
+    code, _, err = run(capsys, "train", "--dataset", path, "--model", "softmax")
+    assert code == 2
+    assert_one_line_error(err, r"classes \[3\] have no training sample")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_npz_empty_split_is_refused(tmp_path, capsys, split):
+    empty = {f"x_{split}": np.zeros((0, 28, 28), np.uint8),
+             f"y_{split}": np.zeros((0,), np.uint8)}
+    path = _npz_with(tmp_path / "empty.npz", **empty)
+    code, _, err = run(capsys, "train", "--dataset", path, "--model", "softmax")
+    assert code == 2
+    assert_one_line_error(err, "split is empty")
+    assert "RuntimeWarning" not in err and not list(tmp_path.glob("models/*"))
+
+
+def test_npz_suffix_in_any_case(tmp_path, npz, capsys):
+    upper = tmp_path / "OK.NPZ"
+    upper.write_bytes(npz.read_bytes())
+    code, out, err = run(
+        capsys, "train", "--dataset", upper, "--model", "softmax", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["dataset"] == "OK"
+
+
+# --- image mode and inversion --------------------------------------------------------
+
+
+def _spy_prepare_image(monkeypatch):
+    from softmaxreg import preprocessing
+
+    calls = []
+    real = preprocessing.prepare_image
+
+    def spy(source, **kwargs):
+        calls.append(kwargs)
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(preprocessing, "prepare_image", spy)
+    return calls
+
+
+def test_predict_uses_the_recorded_image_mode(tmp_path, softmax_model, capsys,
+                                              monkeypatch):
+    model = saving.load_model(softmax_model)
+    assert model.metadata_["preprocessing"]["image_mode"] == "object"
+    images, _ = make_digits(1, seed=5)
+    png = _save_png(tmp_path / "x.png", images[0])
+    calls = _spy_prepare_image(monkeypatch)
+    code, out, err = run(capsys, "predict", softmax_model, png, "--json")
+    assert code == 0, err
+    assert calls[-1] == {"mode": "object", "invert": "auto", "return_info": True}
+    # a file saved without an image mode is taken as an MNIST-style digit
+    plain = tmp_path / "plain.safetensors"
+    saving.save_model(model, plain, preprocessing={"input_scale": 1 / 255,
+                                                   "input_shape": [28, 28]})
+    assert run(capsys, "predict", plain, png)[0] == 0
+    assert calls[-1]["mode"] == "digit"
+
+
+@pytest.mark.parametrize("flag, inverted", [("yes", True), ("no", False)])
+def test_predict_invert_option(tmp_path, softmax_model, capsys, flag, inverted):
+    images, _ = make_digits(1, seed=5)
+    drawn = 255 - images[0] if inverted else images[0]  # dark ink on light for "yes"
+    png = _save_png(tmp_path / "x.png", drawn)
+    np.save(tmp_path / "x.npy", images[0])
+    code, out, err = run(
+        capsys, "predict", softmax_model, png, tmp_path / "x.npy",
+        "--invert", flag, "--json",
+    )
+    assert code == 0, err
+    predictions = json.loads(out)["predictions"]
+    assert [p["inverted"] for p in predictions] == [inverted, None]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "name, mode", [("mnist", "digit"), ("fashion-mnist", "object")]
+)
+def test_training_records_the_datasets_image_mode(real_data_dir, capsys, name, mode):
+    code, out, err = run(
+        capsys, "train", "--dataset", name, "--data-dir", real_data_dir,
+        "--limit", "200", "--model", "softmax", "--optimizer", "sgd",
+        "--epochs", "1", "--json",
+    )
+    assert code == 0, err
+    model = saving.load_model(json.loads(out)["model_path"])
+    assert model.metadata_["preprocessing"]["image_mode"] == mode
+
+
+# --- predict: one bad input among several --------------------------------------------
+
+
+def test_predict_reports_each_bad_input_and_runs_the_rest(tmp_path, softmax_model,
+                                                         capsys):
+    images, labels = make_digits(2, seed=8)
+    good = tmp_path / "good.npy"
+    np.save(good, images)
+    blank = _save_png(tmp_path / "blank.png", np.full((28, 28), 255, np.uint8))
+    fake = tmp_path / "fake.npy"
+    _save_png(tmp_path / "real.png", images[0])
+    fake.write_bytes((tmp_path / "real.png").read_bytes())
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 28, 28), np.uint8))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code, out, err = run(
+        capsys, "predict", softmax_model, blank, good, fake, empty, folder
+    )
+    assert code == 2
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"{good}[0]", f"{good}[1]"
+    ]
+    errors = err.strip().splitlines()
+    assert len(errors) == 4 and all(e.startswith("softmaxreg: error: ") for e in errors)
+    assert "blank.png" in errors[0]
+    assert f"{fake} is not a .npy array (it looks like a PNG image: rename" in errors[1]
+    assert f"no images in {empty}" in errors[2]
+    assert f"{folder} is a folder" in errors[3]
+    assert "pickle" not in err
+
+
+def test_predict_json_lists_errors(tmp_path, softmax_model, capsys):
+    np.save(tmp_path / "ok.npy", np.zeros((28, 28), np.uint8))
+    code, out, _ = run(
+        capsys, "predict", softmax_model, tmp_path / "ok.npy", tmp_path / "no.npy",
+        "--json",
+    )
+    assert code == 2
+    result = json.loads(out)
+    assert len(result["predictions"]) == 1
+    assert result["errors"] == [
+        {"input": str(tmp_path / "no.npy"),
+         "error": f"no such input file: {tmp_path / 'no.npy'}"}
+    ]
+
+
+def test_predict_into_a_closed_pipe_is_quiet(tmp_path, softmax_model):
+    images, _ = make_digits(3000, seed=2)  # far more output than a pipe buffer
+    np.save(tmp_path / "many.npy", images)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "softmaxreg.cli", "predict", str(softmax_model),
+         str(tmp_path / "many.npy")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # as `| head -1` does once it has its line
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == cli.EXIT_BROKEN_PIPE
+    assert err == b""
+
+
+# --- usage errors name the option -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["train", "--seed", "-5"], "--seed: expected an integer >= 0, got '-5'"),
+        (["train", "--dataset", "foo"],
+         "--dataset: unknown dataset 'foo'; choose one of mnist, fashion-mnist, or "
+         "give a FILE.npz path"),
+        (["train", "--hidden", "100000"], "--hidden: expected at most 65536 units"),
+        (["train", "--data-dir", "/nonexistent"],
+         "argument --data-dir: no such folder: /nonexistent"),
+        (["datasets", "--data-dir", "/nonexistent"],
+         "argument --data-dir: no such folder: /nonexistent"),
+        (["evaluate", "m", "--data-dir", "afile"], "--data-dir: not a folder: afile"),
+    ],
+)
+def test_usage_errors_name_the_option(capsys, monkeypatch, argv, pattern):
+    open("afile", "w").close()
+    _no_loading(monkeypatch)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, pattern)
+
+
+def test_out_of_memory_is_one_line(npz, capsys, monkeypatch):
+    def exhausted(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "_train", exhausted)
+    code, _, err = run(capsys, "train", "--dataset", npz, "--hidden", "60000")
+    assert code == 2
+    assert_one_line_error(err, "out of memory; use a smaller model")
+
+
+# --- ignored options, divergence and warnings ----------------------------------------
+
+
+def _warnings(err):
+    return [line for line in err.splitlines() if line.startswith("softmaxreg: warning")]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--model", "softmax", "--validation-split", "0.2"],
+         ["--validation-split is ignored: --model softmax holds out no samples"]),
+        (["--model", "softmax", "--learning-rate", "0.5", "--epochs", "3"],
+         ["--learning-rate is ignored: the lbfgs solver chooses its own steps",
+          "--epochs is ignored: the lbfgs solver runs up to 100 iterations"]),
+        (["--hidden", "8", "--epochs", "1", "--C", "3"],
+         ["--C is ignored: applies to --model softmax only"]),
+        (["--model", "softmax", "--optimizer", "sgd", "--epochs", "1"], []),
+    ],
+)
+def test_ignored_options_are_warned(npz, capsys, argv, expected):
+    code, _, err = run(capsys, "train", "--dataset", npz, *argv)
+    assert code == 0, err
+    assert _warnings(err) == [f"softmaxreg: warning: {w}" for w in expected]
+
+
+def test_lbfgs_log_states_iterations(npz, capsys):
+    code, _, err = run(capsys, "train", "--dataset", npz, "--model", "softmax")
+    assert code == 0
+    assert "up to 100 iterations" in err and "5 epochs" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--hidden", "8", "--epochs", "1", "--learning-rate", "1e300"],
+        ["--hidden", "8", "--epochs", "2", "--learning-rate", "1000"],
+        ["--model", "softmax", "--optimizer", "sgd", "--learning-rate", "1e300"],
+    ],
+)
+def test_divergence_exits_2_and_saves_nothing(tmp_path, npz, capsys, argv):
+    code, out, err = run(capsys, "train", "--dataset", npz, *argv)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "(?i)diverg")
+    assert "Warning" not in err and ".py" not in err
+    assert not list(tmp_path.glob("models/*"))
+
+
+def test_python_warnings_become_one_line(capsys, monkeypatch):
+    import warnings
+
+    def warns(args):
+        warnings.warn("first line\n  second line", UserWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "_run_datasets", warns)
+    before = warnings.showwarning
+    code, _, err = run(capsys, "datasets")
+    assert code == 0
+    assert err == "softmaxreg: warning: first line second line\n"
+    assert warnings.showwarning is before
+
+
+def test_ctrl_c_in_softmax_training_saves_nothing(tmp_path, npz, capsys, monkeypatch):
+    from softmaxreg.estimator import SoftmaxRegression
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SoftmaxRegression, "fit", interrupted)
+    code, out, err = run(capsys, "train", "--dataset", npz, "--model", "softmax")
+    assert code == 130 and out == ""
+    assert "nothing saved" in err.splitlines()[-1]
+    assert not list(tmp_path.glob("models/*"))
+
+
+# --- evaluate/report: which dataset, which scale --------------------------------------
+
+
+def test_evaluate_warns_on_another_dataset(tmp_path, softmax_model, capsys):
+    other = write_npz(tmp_path / "other.npz", seed=4)
+    code, _, err = run(capsys, "evaluate", softmax_model, "--dataset", other)
+    assert code == 0
+    assert _warnings(err) == [
+        f"softmaxreg: warning: {softmax_model} was trained on 'blocks'; "
+        "scoring it on 'other'"
+    ]
+
+
+def test_evaluate_applies_the_stored_input_scale(tmp_path, softmax_model, npz, capsys,
+                                                 monkeypatch):
+    model = saving.load_model(softmax_model)
+    raw = tmp_path / "raw.safetensors"
+    saving.save_model(model, raw, preprocessing={"input_scale": 1.0,
+                                                 "input_shape": [28, 28]})
+    seen = []
+    real = cli._predict_proba
+    monkeypatch.setattr(cli, "_predict_proba",
+                        lambda m, x: seen.append(float(x.max())) or real(m, x))
+    for path in (softmax_model, raw):
+        assert run(capsys, "evaluate", path, "--dataset", npz)[0] == 0
+    assert seen == [pytest.approx(220 / 255), 220.0]
+
+
+@pytest.mark.realdata
+def test_evaluate_api_model_assumes_mnist_reading_only_test(tmp_path, real_data_dir,
+                                                            capsys, monkeypatch):
+    from softmaxreg import datasets
+    from softmaxreg.estimator import SoftmaxRegression
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 784)), np.arange(50) % 10
+    model = SoftmaxRegression(solver="sgd", max_iter=1).fit(x, y)
+    path = tmp_path / "api.safetensors"
+    saving.save_model(model, path)
+    splits = []
+    real = datasets.load
+
+    def spy(*args, **kwargs):
+        splits.append(kwargs.get("split"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load", spy)
+    code, out, err = run(
+        capsys, "evaluate", path, "--data-dir", real_data_dir, "--limit", "50", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["n_samples"] == 50
+    assert _warnings(err) == [
+        f"softmaxreg: warning: {path} records no training dataset; assuming mnist "
+        "(pass --dataset to choose)"
+    ]
+    assert splits == ["test"]
+
+
+# --- datasets and help ---------------------------------------------------------------
+
+
+def test_datasets_corrupt_exits_2(tmp_path, capsys):
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (folder / (name + ".gz")).write_bytes(gzip.compress(b"not idx"))
+    code, out, err = run(capsys, "datasets", "--data-dir", tmp_path / "data", "--json")
+    assert code == 2
+    result = json.loads(out)
+    assert result["ok"] is False
+    verified = {r["name"]: r["verified"] for r in result["datasets"]}
+    assert verified["mnist"] is False
+    assert_one_line_error(err, "mnist in .* fails verification")
+
+
+@pytest.mark.parametrize(
+    "command, phrases",
+    [
+        ("predict", ["MODEL model file", "FILE image files", "--invert"]),
+        ("evaluate", ["MODEL model file", "Score a model on the test split"]),
+        ("report", ["MODEL model file", "Write figures and metrics"]),
+    ],
+)
+def test_help_describes_arguments(capsys, command, phrases):
+    _, out, _ = run(capsys, command, "--help")
+    text = " ".join(out.split())
+    for phrase in phrases:
+        assert phrase in text

@@ -217,6 +217,7 @@ def test_folder_with_some_files_is_skipped(tiny, isolated):
 def test_nothing_found_lists_every_place_and_the_fix(tiny, isolated, monkeypatch):
     monkeypatch.setenv("SOFTMAXREG_DATA", str(isolated / "env"))
     tiny.write_to(isolated / "env" / "tiny-test", roles=ROLES[:3])
+    (isolated / "given").mkdir()
     with pytest.raises(DatasetNotFoundError) as caught:
         datasets.load("tiny-test", data_dir=isolated / "given", download=False)
     message = str(caught.value)
@@ -231,6 +232,93 @@ def test_nothing_found_lists_every_place_and_the_fix(tiny, isolated, monkeypatch
     assert "\n" not in message  # the CLI prints it as one line
     assert "downloading was turned off" in message
     assert "SOFTMAXREG_DATA" in message and "--data-dir" in message
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_split_reads_only_its_own_files(tiny, isolated, split):
+    # only this split's two files exist: loading it must not need the others
+    roles = (f"x_{split}", f"y_{split}")
+    tiny.write_to(isolated / "given" / "tiny-test", roles=roles)
+    x, y = datasets.load("tiny-test", data_dir=isolated / "given", download=False,
+                         split=split)
+    np.testing.assert_array_equal(x, tiny.arrays[roles[0]])
+    np.testing.assert_array_equal(y, tiny.arrays[roles[1]])
+    with pytest.raises(DatasetNotFoundError, match=r"\[2 of 4 files\]"):
+        datasets.load("tiny-test", data_dir=isolated / "given", download=False)
+
+
+def test_split_none_returns_both(tiny, isolated):
+    tiny.write_to(isolated / "given")
+    result = datasets.load("tiny-test", data_dir=isolated / "given", split=None)
+    assert_equal_to(result, tiny.arrays)
+
+
+@pytest.mark.parametrize("split", ["training", "TRAIN", "", 0])
+def test_bad_split_names_the_allowed(tiny, isolated, split):
+    with pytest.raises(ValueError, match=r"split: expected None, 'train' or 'test'"):
+        datasets.load("tiny-test", split=split)
+
+
+def test_split_counts_are_checked_alone(isolated):
+    arrays = tiny_arrays()
+    arrays["y_test"] = arrays["y_test"][:-1]
+    dataset = make_tiny("tiny-short", arrays)
+    registry.register(dataset.spec)
+    try:
+        dataset.write_to(isolated / "given", roles=("x_train", "y_train"))
+        x, _ = datasets.load("tiny-short", data_dir=isolated / "given", split="train")
+        assert x.shape == (12, 4, 4)
+        dataset.write_to(isolated / "given", roles=("x_test", "y_test"))
+        with pytest.raises(DataError, match="holds 5 images but .* 4 labels"):
+            datasets.load("tiny-short", data_dir=isolated / "given", split="test")
+    finally:
+        registry.unregister("tiny-short")
+
+
+def test_missing_data_dir_is_an_error_without_fallback(tiny, isolated, monkeypatch):
+    # the data is there through the environment and the cache, yet an explicit
+    # folder that does not exist must not silently fall back to them
+    tiny.write_to(isolated / "env" / "tiny-test")
+    tiny.write_to(cache_folder(isolated))
+    monkeypatch.setenv("SOFTMAXREG_DATA", str(isolated / "env"))
+    missing = isolated / "typo"
+    with pytest.raises(DatasetNotFoundError,
+                       match=f"^data_dir {re.escape(str(missing))}: no such folder"):
+        datasets.load("tiny-test", data_dir=missing)
+    with pytest.raises(DatasetNotFoundError, match="no such folder"):
+        datasets.status(data_dir=missing)
+    with pytest.raises(DatasetNotFoundError, match="no such folder"):
+        datasets.load("tiny-test", data_dir=missing, split="test")
+
+
+def test_data_dir_that_is_a_file_is_an_error(tiny, isolated):
+    a_file = isolated / "a-file"
+    a_file.write_bytes(b"")
+    with pytest.raises(DatasetNotFoundError, match="a-file: not a folder; pass"):
+        datasets.load("tiny-test", data_dir=a_file)
+
+
+def test_missing_environment_folder_falls_through_and_is_mentioned(
+    tiny, isolated, monkeypatch
+):
+    monkeypatch.setenv("SOFTMAXREG_DATA", str(isolated / "gone"))
+    tiny.write_to(cache_folder(isolated))
+    assert_equal_to(datasets.load("tiny-test", download=False), tiny.arrays)
+    cache_folder(isolated).joinpath(FILE_NAMES["y_test"]).unlink()
+    with pytest.raises(DatasetNotFoundError) as caught:
+        datasets.load("tiny-test", download=False)
+    message = str(caught.value)
+    assert f"SOFTMAXREG_DATA={isolated / 'gone'} is not an existing folder" in message
+    assert "\n" not in message
+
+
+def test_image_mode_of_the_registered_datasets(tiny):
+    assert datasets.get_spec("mnist").image_mode == "digit"
+    assert datasets.get_spec("fashion-mnist").image_mode == "object"
+    assert datasets.get_spec("tiny-test").image_mode == "digit"  # the default
+    with pytest.raises(DataError, match="image_mode must be one of"):
+        registry.register(replace(tiny.spec, name="tiny-bad", image_mode="photo"))
+    assert "tiny-bad" not in datasets.names()
 
 
 def test_empty_mirror_list_still_gives_the_not_found_error(tiny):
@@ -548,6 +636,17 @@ def test_real_status_verifies_both(real_data_dir, isolated):
     records = {r.name: r for r in datasets.status(real_data_dir)}
     assert records["mnist"].verified is True
     assert records["fashion-mnist"].verified is True
+
+
+@pytest.mark.realdata
+def test_real_splits(real_data_dir, isolated):
+    x_test, y_test = datasets.load("mnist", data_dir=real_data_dir, split="test")
+    assert x_test.shape == (10000, 28, 28) and x_test.dtype == np.uint8
+    assert np.bincount(y_test, minlength=10).tolist() == MNIST_TEST_COUNTS
+    x_train, y_train = datasets.load("fashion-mnist", data_dir=real_data_dir,
+                                     split="train")
+    assert x_train.shape == (60000, 28, 28)
+    assert np.bincount(y_train, minlength=10).tolist() == [6000] * 10
 
 
 RAW_MNIST_BYTES = 47040016 + 60008 + 7840016 + 10008

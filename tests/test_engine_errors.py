@@ -2,6 +2,7 @@
 
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -208,9 +209,54 @@ def test_nan_at_predict_time_names_the_row():
 
 
 def test_loss_far_above_uniform_warns_learning_rate_too_large():
+    # too large a rate that stays below the divergence limit (lr 1000 raises)
     x, y = make_data(n=200)
-    model = make_model(optimizer=sr.optimizers.SGD(learning_rate=1000.0))
+    model = make_model(optimizer=sr.optimizers.SGD(learning_rate=30.0))
     with pytest.warns(NotLearningWarning, match=r"far above ln\(10\).*learning rate "
-                                                r"too large \(now 1000\)"):
+                                                r"too large \(now 30\)"):
         model.fit(x * 255, y, epochs=3, verbose=0, seed=0)
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_huge_learning_rate_raises_with_the_rate_and_keeps_good_weights(optimizer,
+                                                                        dtype):
+    # the stable loss never becomes NaN here: it climbs to 1e8 and more instead
+    x, y = make_data(n=400)
+    opt = {"adam": sr.optimizers.Adam, "sgd": sr.optimizers.SGD}[optimizer](1000.0)
+    model = make_model(optimizer=opt, dtype=dtype)
+    with pytest.raises(TrainingError, match=r"diverged: the batch loss reached .* "
+                                            r"above the divergence limit .*Lower the "
+                                            r"learning rate \(now 1000\)"):
+        model.fit(x, y, epochs=5, batch_size=20, verbose=0, seed=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    # the weights kept are those before the bad step, far below the limit (the
+    # weights that gave the bad loss are 30 to 1000 times worse)
+    loss, _ = model.evaluate(x, y, batch_size=400)
+    assert loss < 1e3 * np.log(10)
+
+
+def test_divergence_limit_uses_the_first_batch_loss():
+    # raw pixels give a large first loss; a steady model is not stopped by it
+    x, y = make_data(n=200)
+    model = make_model(optimizer=sr.optimizers.SGD(learning_rate=0.01))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotLearningWarning)
+        history = model.fit(x * 255, y, epochs=2, verbose=0, seed=0)
+    assert history.history["loss"][0] > 10 * np.log(10)
+
+
+def test_divergence_makes_no_numpy_warning():
+    x, y = make_data()
+    model = make_model(optimizer=sr.optimizers.SGD(learning_rate=1e30))
+    with pytest.raises(TrainingError, match="diverged"):
+        model.fit(x * np.float32(1e30), y, epochs=3, verbose=0, seed=0)
+
+
+@pytest.mark.parametrize("labels", [[-1], np.array([-1], np.int8), [-1.0]])
+def test_negative_label_reported_as_given(labels):
+    x, _ = make_data(n=2)
+    y = np.concatenate([np.asarray(labels), [0]])
+    with pytest.raises(DataError, match=r"got -1: 1 of 2 labels"):
+        make_model().fit(x, y, verbose=0, seed=0)

@@ -221,11 +221,14 @@ def test_convergence_warning_names_solver_iterations_and_hint():
 def test_lbfgs_history_and_stop_reason():
     x, y = make_data(seed=12)
     model = SoftmaxRegression().fit(x, y)
-    assert model.n_iter_ == len(model.history_["loss"])
-    assert np.all(np.diff(model.history_["loss"]) <= 1e-12)
+    # Iterations are not epochs: the per-iteration objective has its own key,
+    # so that no reader plots it as a per-epoch loss.
+    assert set(model.history_) == {"iteration_loss", "iteration_seconds"}
+    losses = model.history_["iteration_loss"]
+    assert model.n_iter_ == len(losses) == len(model.history_["iteration_seconds"])
+    assert np.all(np.diff(losses) <= 1e-12)
     assert "CONVERGENCE" in model.stop_reason_
-    assert model.history_["loss"][-1] * len(y) == pytest.approx(model.objective_,
-                                                                 rel=1e-6)
+    assert losses[-1] * len(y) == pytest.approx(model.objective_, rel=1e-6)
 
 
 def test_warm_start_continues_from_previous_fit():

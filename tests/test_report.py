@@ -2,6 +2,7 @@
 
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,225 @@ def test_report_equals_sequential_evaluate_on_mnist(mnist, tmp_path):
     assert result["metrics"]["accuracy"] == accuracy
     cells = _html_metrics(tmp_path / "report.html")
     assert cells["loss"] == f"{loss:.4f}" and cells["accuracy"] == f"{accuracy:.4f}"
+
+
+# ------------------------------------------------ training curves by unit
+
+
+def test_lbfgs_history_is_drawn_per_iteration_without_empty_panel(toy, tmp_path):
+    from softmaxreg import report
+
+    x, y, model = toy
+    history = {"iteration_loss": [2.3, 1.1, 0.7, 0.6], "loss": [0.6],
+               "epoch_seconds": [0.1] * 4}
+    panels = report._curve_panels(history, report._iteration_based(model, history))
+    assert [(title, x_label) for title, x_label, _, _ in panels] == [
+        ("L-BFGS objective per iteration", "L-BFGS iteration")]
+    assert panels[0][3] == [("training", history["iteration_loss"])]
+
+    result = write_report(model, x, y, tmp_path, history=history)
+    assert "training_curves" in result["paths"]
+    assert any(note.startswith("Accuracy per epoch: not drawn") for note in
+               result["notes"])
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "last of 4 L-BFGS iterations" in page
+    assert "Accuracy per epoch: not drawn, the L-BFGS solver" in page
+    assert _html_metrics(tmp_path / "report.html")["history.iteration_loss"] == "0.6000"
+
+
+def test_estimator_lbfgs_history_is_recognised(tmp_path):
+    from softmaxreg import SoftmaxRegression, report
+
+    x, y = _toy_images(200, n_classes=4, seed=2)
+    estimator = SoftmaxRegression(max_iter=200).fit(x.reshape(200, -1), y)
+    history = estimator.history_
+    assert report._iteration_based(estimator, history)
+    (panel,) = report._curve_panels(history, True)
+    assert panel[1] == "L-BFGS iteration"
+    assert len(panel[3][0][1]) == estimator.n_iter_
+
+
+def test_epoch_history_without_accuracy_omits_that_panel(toy, tmp_path):
+    from softmaxreg import report
+
+    x, y, model = toy
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}
+    panels = report._curve_panels(history, report._iteration_based(model, history))
+    assert [panel[0] for panel in panels] == ["Cross-entropy loss per epoch"]
+    assert [name for name, _ in panels[0][3]] == ["training", "validation"]
+    notes = write_report(model, x, y, tmp_path, history=history)["notes"]
+    assert any("holds no accuracy" in note for note in notes)
+    assert len(report._curve_panels(_HISTORY, False)) == 2
+
+
+# ------------------------------------------------ figures, drawn and measured
+
+
+def _drawn(draw, context, size=(7.0, 6.0)):
+    """Draw on a fresh Agg figure and render it; returns the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    draw(figure, context)
+    figure.canvas.draw()
+    return figure
+
+
+def _overlapping_tick_labels(figure):
+    """Pairs of visible, non-empty tick labels of one axis whose boxes overlap."""
+    renderer = figure.canvas.get_renderer()
+    pairs = []
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            boxes = [(label.get_text(), label.get_window_extent(renderer))
+                     for label in axis.get_ticklabels()
+                     if label.get_visible() and label.get_text()]
+            pairs += [(a, b) for i, (a, box_a) in enumerate(boxes)
+                      for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+    return pairs
+
+
+def _context_for(n_classes, n_samples=2000, boost=3.0, seed=0):
+    """Report context of random probabilities, the true class raised by boost."""
+    from softmaxreg import report
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, size=n_samples)
+    logits = rng.normal(size=(n_samples, n_classes))
+    logits[np.arange(n_samples), y] += boost
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    metrics = classification_metrics(y, proba, [f"class {k}" for k in range(n_classes)])
+    return report._Context(object(), None, {}, metrics)
+
+
+def test_confusion_matrix_scales_with_the_class_count():
+    from softmaxreg import report
+
+    few = _drawn(report._draw_confusion, _context_for(10))
+    assert len(few.axes[0].texts) == 100  # one count per cell
+    assert len(few.axes[0].get_xticklabels()) == 10
+    assert "square-root colour scale" in few.axes[1].get_ylabel()
+
+    context = _context_for(51)
+    many = _drawn(report._draw_confusion, context)
+    axes = many.axes[0]
+    assert len(axes.texts) == 0  # counts would not fit; the HTML table has them
+    assert len(axes.get_xticklabels()) <= report.MAX_CLASSES_WITH_COUNTS
+    assert "counts in report.html" in axes.get_title()
+    assert any("cell counts left out for 51 classes" in n for n in context.notes)
+    assert _overlapping_tick_labels(many) == []
+
+
+def test_reliability_tick_labels_do_not_collide():
+    from softmaxreg import report
+
+    # 10,000 confident samples: four decades of bin counts, where a "0" label
+    # once sat on the "1" one.
+    for n_classes, boost in ((3, 1.0), (10, 6.0)):
+        context = _context_for(n_classes, n_samples=10_000, boost=boost)
+        figure = _drawn(report._draw_reliability, context, (6, 6))
+        assert _overlapping_tick_labels(figure) == []
+        labels = [t.get_text() for t in figure.axes[1].get_yticklabels()]
+        assert "0" not in labels and labels[0] == "1"
+
+
+def test_weight_templates_of_many_classes_have_room(tmp_path):
+    rng = np.random.default_rng(3)
+    model = _LinearModel(rng.normal(size=(784, 51)), np.zeros(51))
+    x = rng.normal(size=(300, 28, 28))
+    y = model.predict_proba(x).argmax(axis=1)
+    path = write_report(model, x, y, tmp_path)["paths"]["weights"]
+    with Image.open(path) as image:
+        assert image.size == figure_pixels("weights")
+
+
+# ------------------------------------------------ model and data
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_model_and_data_section_and_captions(toy, tmp_path, dtype):
+    from softmaxreg import report
+
+    x, y, model = toy
+    provenance = {"dataset": "mnist", "seed": 7, "epochs": 3, "interrupted": True,
+                  "options": {"hidden": [128], "optimizer": "adam"},
+                  "history": _HISTORY}
+    info = {"model_path": tmp_path / "m.safetensors", "dataset": "mnist test",
+            "n_samples": len(y), "provenance": provenance}
+    result = write_report(model, x.astype(dtype), y, tmp_path, history=_HISTORY,
+                          info=info)
+    cells = _html_metrics(tmp_path / "report.html")
+    assert cells["info.model_path"] == str(tmp_path / "m.safetensors")
+    assert cells["info.dataset"] == "mnist test"
+    assert cells["info.n_samples"] == str(len(y)) == str(result["metrics"]["n_samples"])
+    assert cells["provenance.seed"] == "7" and cells["provenance.epochs"] == "3"
+    assert cells["provenance.interrupted"].startswith("yes")
+    assert cells["provenance.options"] == 'hidden=[128], optimizer="adam"'
+    assert "provenance.history" not in cells
+
+    context = report._Context(model, _HISTORY, report._checked_info(info, len(y)),
+                              result["metrics"])
+    figure = _drawn(report._draw_confusion, context)
+    assert [t.get_text() for t in figure.texts] == [
+        f"model m.safetensors  |  evaluated on mnist test  |  {len(y)} samples"]
+    assert "interrupted" in report._training_caption(context)
+    assert "seed 7" in report._training_caption(context)
+
+
+def test_without_info_the_page_says_what_is_unknown(toy, tmp_path):
+    x, y, model = toy
+    write_report(model, x, y, tmp_path)
+    cells = _html_metrics(tmp_path / "report.html")
+    assert cells["info.model_path"] == "not given"
+    assert cells["info.n_samples"] == str(len(y))
+    assert "No training record was given" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize("info, error, match", [
+    (["model.safetensors"], TypeError, r"info must be a dict.*got list"),
+    ({"model": "m"}, ValueError, r"unknown keys \['model'\].*'model_path'"),
+    ({"n_samples": 3}, ValueError, r"info\['n_samples'\] must equal.*= 400; got 3"),
+    ({"provenance": "mnist"}, TypeError, r"info\['provenance'\] must be dict; got str"),
+    ({"dataset": 5}, TypeError, r"info\['dataset'\] must be str; got int"),
+])
+def test_bad_info_is_refused_before_writing(toy, tmp_path, info, error, match):
+    x, y, model = toy
+    with pytest.raises(error, match=match):
+        write_report(model, x, y, tmp_path / "out", info=info)
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------ atomic files
+
+
+def test_files_are_replaced_whole_or_not_at_all(toy, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    x, y, model = toy
+    first = write_report(model, x, y, tmp_path, history=_HISTORY)["paths"]
+    before = {name: Path(path).read_bytes() for name, path in first.items()}
+    figures = [f"{name}.png" for name in first if name not in ("metrics", "html")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        figures + ["metrics.json", "report.html"])
+
+    original = Figure.savefig
+
+    def crash_half_way(self, target, **kwargs):
+        original(self, target, **kwargs)
+        if self._suptitle is not None:  # the mistakes grid, after two figures
+            if hasattr(target, "truncate"):
+                target.truncate(100)
+            else:
+                with open(target, "r+b") as stream:
+                    stream.truncate(100)
+            raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", crash_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(model, x[::-1], y[::-1], tmp_path, history=_HISTORY)
+    for name in ("mistakes", "html", "metrics"):
+        assert Path(first[name]).read_bytes() == before[name]
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == []

@@ -4,6 +4,7 @@ import functools
 import json
 import os
 import pickle
+import re
 import struct
 import tempfile
 import time
@@ -567,3 +568,230 @@ def test_header_length_that_starts_like_pickle_or_zip_still_loads(
     assert path.read_bytes()[: len(first_bytes)] == first_bytes
     loaded = saving.load_model(path)
     assert loaded.metadata_ == description
+
+
+# --- temporary files and permissions -------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_get_the_umask_permissions_of_a_plain_open(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        model_path = saving.save_model(_trained(), tmp_path / "m.safetensors")
+        text_path = tmp_path / "report.txt"
+        saving.atomic_write_text(text_path, "hello")
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert model_path.stat().st_mode & 0o777 == expected
+    assert text_path.stat().st_mode & 0o777 == expected
+
+
+def test_atomic_write_text_and_bytes_replace_whole_files(tmp_path):
+    path = tmp_path / "out.json"
+    saving.atomic_write_text(path, "é first\n")
+    saving.atomic_write_bytes(path, b"second")
+    assert path.read_bytes() == b"second"
+    saving.atomic_write_text(path, "\u00e9", encoding="latin-1")
+    assert path.read_bytes() == b"\xe9"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_failed_write_removes_its_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    saving.save_model(_trained(seed=0), path)
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        saving.save_model(_trained(seed=1), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_stale_temporaries_of_the_same_target_are_removed(tmp_path):
+    old = time.time() - 2 * 3600
+    stale = tmp_path / ".m.safetensors.dead1234.tmp"
+    fresh = tmp_path / ".m.safetensors.live5678.tmp"  # maybe another writer's
+    other = tmp_path / ".other.safetensors.dead1234.tmp"
+    unrelated = tmp_path / "m.safetensors.dead.tmp"  # not our pattern
+    for leftover in (stale, fresh, other, unrelated):
+        leftover.write_bytes(b"partial")
+        if leftover is not fresh:
+            os.utime(leftover, (old, old))
+    saving.save_model(_trained(), tmp_path / "m.safetensors")
+    assert not stale.exists()
+    assert fresh.exists() and other.exists() and unrelated.exists()
+
+
+def test_stale_temporaries_with_glob_characters_in_the_name(tmp_path):
+    old = time.time() - 2 * 3600
+    target = tmp_path / "m[1].safetensors"
+    stale = tmp_path / ".m[1].safetensors.dead1234.tmp"
+    lookalike = tmp_path / ".m1.safetensors.dead1234.tmp"
+    for leftover in (stale, lookalike):
+        leftover.write_bytes(b"partial")
+        os.utime(leftover, (old, old))
+    saving.save_model(_trained(), target)
+    assert not stale.exists() and lookalike.exists()
+    assert saving.load_model(target).coef.shape == (4, 3)
+
+
+# --- the description is validated strictly ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit, field, message",
+    [
+        (lambda d: d.update(preprocessing="x"), "preprocessing", "expected an object"),
+        (lambda d: d["preprocessing"].update(input_scale="1/255"),
+         "preprocessing.input_scale", "finite number > 0"),
+        (lambda d: d["preprocessing"].update(input_scale=0), "preprocessing.input_scale", "> 0"),
+        (lambda d: d["preprocessing"].update(input_scale=10**400), "preprocessing.input_scale", "> 0"),
+        (lambda d: d["preprocessing"].update(input_shape=[3, 3]),
+         "preprocessing.input_shape", r"holds 9 values .* takes 4 features"),
+        (lambda d: d["preprocessing"].update(input_shape=[1, 1, 2, 2]),
+         "preprocessing.input_shape", "1 to 3 positive ints"),
+        (lambda d: d["preprocessing"].update(input_shape=[4, 1.0]),
+         "preprocessing.input_shape", "1 to 3 positive ints"),
+        (lambda d: d["preprocessing"].update(image_mode="photo"),
+         "preprocessing.image_mode", r"\['digit', 'object'\]"),
+        (lambda d: d["preprocessing"].update(invert="yes"), "preprocessing.invert",
+         "'auto', true or false"),
+        (lambda d: d["preprocessing"].update(colour=True), "preprocessing.colour",
+         "unknown key"),
+        (lambda d: d.update(class_names=["a", "b"]), "class_names",
+         r"expected 3 names \(one per class\), found 2"),
+        (lambda d: d.update(class_names=["a", "b", 3]), "class_names",
+         "list of strings"),
+        (lambda d: d.update(provenance=[1]), "provenance", "expected an object"),
+        (lambda d: d["provenance"].update(seed="3"), "provenance.seed", "an int"),
+        (lambda d: d["provenance"].update(epochs=-1), "provenance.epochs", ">= 0"),
+        (lambda d: d["provenance"].update(dataset=7), "provenance.dataset",
+         "a string"),
+        (lambda d: d["provenance"].update(test_accuracy="high"),
+         "provenance.test_accuracy", "finite number or null"),
+        (lambda d: d["provenance"]["history"]["loss"].append("x"),
+         "provenance.history.loss", "finite numbers"),
+        (lambda d: d["provenance"]["history"].update(accuracy=[0.1, 0.2]),
+         "provenance.history", "lists of one length"),
+        (lambda d: d["provenance"].update(history=[0.5]), "provenance.history",
+         "expected an object"),
+        (lambda d: d.update(library_version=3), "library_version", "a string"),
+        (lambda d: d.update(extra=1), "extra", "unknown key"),
+    ],
+)
+def test_bad_description_fields_are_named(saved, edit, field, message):
+    _edit_description(saved, edit)
+    pattern = (
+        f"{re.escape(str(saved))}: description field {re.escape(field)}: "
+        f".*{message}"
+    )
+    with pytest.raises(ModelFileError, match=pattern):
+        saving.load_model(saved)
+
+
+def test_non_finite_history_is_refused(saved):
+    # JSON as Python writes it accepts NaN; the history must not hold one
+    _edit_description(saved, lambda d: d["provenance"]["history"].update(
+        loss=[float("nan")]))
+    with pytest.raises(ModelFileError, match="history.loss: expected a list of fin"):
+        saving.load_model(saved)
+
+
+def test_unknown_provenance_keys_may_hold_any_json(tmp_path):
+    provenance = {"note": {"by": "me", "tags": [1, 2.5, None, True]}, "seed": None,
+                  "test_loss": None, "interrupted": False}
+    path = saving.save_model(_trained(), tmp_path / "m.safetensors",
+                             provenance=provenance)
+    assert saving.load_model(path).metadata_["provenance"] == provenance
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"preprocessing": {"input_shape": [28, 28]}},
+         r"preprocessing.input_shape: \[28, 28\] holds 784 values"),
+        ({"class_names": ["a"]}, "class_names: expected 3 names"),
+        ({"provenance": {"history": {"loss": [float("inf")]}}},
+         "provenance.history.loss"),
+        ({"provenance": {"epochs": np.int64(-2)}}, "provenance.epochs"),
+    ],
+)
+def test_save_refuses_what_load_would_refuse(tmp_path, kwargs, message):
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match=f"save_model: {message}"):
+        saving.save_model(_trained(), path, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_models_check_their_own_sizes(tmp_path):
+    model, _ = _fitted_estimator(np.float32)  # 5 features, 3 classes
+    path = tmp_path / "softmax.safetensors"
+    saving.save_model(model, path, preprocessing={"input_shape": [5]},
+                      class_names=["x", "y", "z"])
+    assert saving.load_model(path).metadata_["class_names"] == ["x", "y", "z"]
+    with pytest.raises(ValueError, match="takes 5 features"):
+        saving.save_model(model, path, preprocessing={"input_shape": [2, 2]})
+    mlp, _, _ = _trained_mlp("float32")  # 6x6 inputs, 4 classes
+    saving.save_model(mlp, path, preprocessing={"input_shape": [6, 6]},
+                      class_names=list("abcd"))
+    with pytest.raises(ValueError, match="expected 4 names"):
+        saving.save_model(mlp, path, class_names=list("abc"))
+
+
+# --- the description digest ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.update(class_names=["a", "b", "x"]),
+        lambda d: d["provenance"].update(seed=4),
+        lambda d: d["preprocessing"].update(input_scale=1 / 256),
+        lambda d: d["provenance"].update(added="by hand"),
+        lambda d: d.update(library_version="0.0.0"),
+    ],
+)
+def test_valid_but_accidental_edit_is_detected(saved, edit):
+    _edit_description(saved, edit)
+    with pytest.raises(
+        ModelFileError, match="description .* does not match the SHA-256 digest"
+    ):
+        saving.load_model(saved)
+
+
+def test_description_digest_guards_against_accidents_only(saved):
+    # whoever edits on purpose can recompute the digest: documented, not hidden
+    def edit(description):
+        description["class_names"] = ["a", "b", "x"]
+        description["description_sha256"] = saving.description_digest(description)
+
+    _edit_description(saved, edit)
+    assert saving.load_model(saved).metadata_["class_names"] == ["a", "b", "x"]
+
+
+def test_missing_description_digest(saved):
+    _edit_description(saved, lambda d: d.pop("description_sha256"))
+    with pytest.raises(ModelFileError, match="no 'description_sha256'"):
+        saving.load_model(saved)
+
+
+def test_format_version_1_files_without_description_digest_still_load(saved):
+    def edit(description):
+        description["format_version"] = 1
+        del description["description_sha256"]
+
+    _edit_description(saved, edit)
+    assert saving.load_model(saved).metadata_["format_version"] == 1
+
+
+def test_key_order_and_spacing_do_not_matter(saved):
+    # a tool re-serialising the JSON differently changes no value
+    header, body = _header(saved)
+    description = json.loads(header["__metadata__"]["softmaxreg"])
+    reordered = dict(reversed(list(description.items())))
+    header["__metadata__"]["softmaxreg"] = json.dumps(reordered, indent=2)
+    _rewrite(saved, header, body)
+    assert saving.load_model(saved).metadata_ == description

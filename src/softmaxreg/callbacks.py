@@ -53,7 +53,13 @@ class LambdaCallback(Callback):
 
 
 class History(Callback):
-    """Records the per-epoch logs: ``history`` maps each key to a list."""
+    """Records the per-epoch logs: ``history`` maps each key to a list.
+
+    The keys are Keras's ("loss", the metric names, "val_loss", "val_" + the
+    metric names) plus one of this library's own, "epoch_seconds": the wall
+    time of each epoch, validation included. Code written for Keras that
+    iterates over every key should skip it.
+    """
 
     def __init__(self):
         super().__init__()

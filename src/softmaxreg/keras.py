@@ -4,10 +4,14 @@
 ``tf.keras.layers.Dense``, ``tf.keras.datasets.mnist.load_data()``,
 ``tf.keras.optimizers.Adam()``... resolve to this library's own objects.
 Only what the library implements is here: other Keras names raise
-AttributeError.
+AttributeError. ``models.load_model`` and ``Sequential.save`` read and write
+this library's safetensors model files (not Keras's .keras files).
+
+``History.history`` holds one key Keras does not, "epoch_seconds": the wall
+time of each epoch, validation included.
 """
 
-import importlib
+import importlib as _importlib
 
 from softmaxreg import activations, callbacks, layers, losses, models, optimizers
 from softmaxreg.models import Sequential
@@ -21,7 +25,11 @@ def __getattr__(name):
     # The datasets package is imported on first use: it is not needed to train
     # on arrays the caller already has.
     if name == "datasets":
-        module = importlib.import_module("softmaxreg.datasets")
+        module = _importlib.import_module("softmaxreg.datasets")
         globals()[name] = module
         return module
     raise AttributeError(f"module 'softmaxreg.keras' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__ + ["datasets"])

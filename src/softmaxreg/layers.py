@@ -42,6 +42,10 @@ class Layer:
         A label shown by ``summary()``.
     """
 
+    # The factor the incoming gradients carry (the model may fold the optimizer's
+    # gradient scale into the loss gradient); penalty gradients get it too.
+    grad_scale = 1.0
+
     def __init__(self, *, input_shape=None, name=None):
         self.input_shape = _check_shape_arg("input_shape", input_shape)
         self.declared_input_shape = self.input_shape
@@ -277,9 +281,9 @@ class Dense(Layer):
 
         # z = x W + b: dL/dW = x^T dL/dz, dL/db = column sums of dL/dz
         np.matmul(self._x.T, grad_z, out=self.grad_kernel)  # (n_features, n_units)
-        np.sum(grad_z, axis=0, out=self.grad_bias)  # (n_units,)
+        np.add.reduce(grad_z, axis=0, out=self.grad_bias)  # (n_units,)
         if self.l2:
-            self.grad_kernel += (2.0 * self.l2) * self.kernel
+            self.grad_kernel += (2.0 * self.l2 * self.grad_scale) * self.kernel
         if not need_input_grad:
             return None
 

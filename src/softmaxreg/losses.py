@@ -65,11 +65,12 @@ class Loss:
         return float(np.mean(self.per_sample(y_true, y_pred)))
 
     # -- training --------------------------------------------------------------------
-    def logits_value_and_grad(self, logits, target, grad_out):
+    def logits_value_and_grad(self, logits, target, grad_out, scale=1.0):
         """Fused softmax + cross-entropy on logits (n_samples, n_classes).
 
-        Writes dL/dlogits of the *mean* loss into ``grad_out`` and returns the
-        *sum* of the per-sample losses (a Python float).
+        Writes ``scale`` times dL/dlogits of the *mean* loss into ``grad_out``
+        and returns the *sum* of the per-sample losses (a Python float). The
+        optimizer may ask for a ``scale`` (see ``Optimizer.gradient_scale``).
         """
         n_samples = logits.shape[0]
         log_probs = ops.log_softmax(logits, out=grad_out)
@@ -78,13 +79,14 @@ class Loss:
         # L = -log softmax(z)_y, so dL/dz_j = softmax(z)_j - [j == y]
         probs = np.exp(log_probs, out=grad_out)
         self._subtract_target(probs, target)
-        probs *= 1.0 / n_samples
+        probs *= scale / n_samples
         return loss_sum
 
-    def outputs_value_and_grad(self, outputs, target, grad_out):
+    def outputs_value_and_grad(self, outputs, target, grad_out, scale=1.0):
         """Cross-entropy on probabilities, for a model not ending in softmax.
 
-        Writes dL/doutputs of the mean loss into ``grad_out``; returns the sum.
+        Writes ``scale`` times dL/doutputs of the mean loss into ``grad_out``;
+        returns the sum.
         """
         n_samples = outputs.shape[0]
         clipped = np.clip(outputs, EPSILON, 1.0)
@@ -95,7 +97,7 @@ class Loss:
         self._subtract_target(grad_out, target)
         grad_out /= clipped
         grad_out[(outputs < EPSILON) | (outputs > 1.0)] = 0
-        grad_out *= 1.0 / n_samples
+        grad_out *= scale / n_samples
         return loss_sum
 
     def value_and_gradient(self, y_true, y_pred):

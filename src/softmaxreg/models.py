@@ -17,6 +17,7 @@ Design of the loop (the speed of the library lives here):
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -38,7 +39,8 @@ from softmaxreg.callbacks import Callback, History
 from softmaxreg.errors import DataError, NotFittedError, TrainingError
 from softmaxreg.progress import EpochProgress, format_logs
 
-__all__ = ["Sequential", "History", "DataRangeWarning", "NotLearningWarning"]
+__all__ = ["Sequential", "History", "DataRangeWarning", "NotLearningWarning",
+           "load_model", "save_model"]
 
 # Random streams: np.random.default_rng([seed, key, ...]) with these keys
 _INIT, _SHUFFLE, _DROPOUT, _SPLIT = 0, 1, 2, 3
@@ -46,9 +48,18 @@ _ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy",
                    "categorical_accuracy")
 _PREDICT_BATCH = 1024
 # NOTE: for this library's small matrices (32 x 784 @ 784 x 128) one BLAS thread
-# is faster than two: a second thread's hand-off costs more than it saves, and
-# on a busy machine a spinning BLAS thread can slow a step a hundredfold.
+# is about as fast as two, and on a busy machine a spinning BLAS thread can
+# slow a step a hundredfold; SOFTMAXREG_BLAS_THREADS overrides it.
 BLAS_THREADS = 1
+# The optimizer's update (element-wise, the largest part of a step) is split
+# across this many threads, 1 or 2; SOFTMAXREG_OPTIMIZER_THREADS overrides it.
+OPTIMIZER_THREADS = 2
+# Training stops as diverged when a batch's mean loss exceeds this many times
+# the larger of ln(n_classes) (a uniform guess) and the first batch's loss.
+DIVERGENCE_FACTOR = 1e3
+# Predictions on fewer samples than this skip the BLAS thread limit, whose
+# set-up costs more than such a small product.
+_SMALL_PREDICT = 64
 _CONFIG_KEYS = {"class_name", "name", "dtype", "input_shape", "layers", "loss",
                 "metrics", "optimizer", "n_classes", "input_range"}
 
@@ -70,27 +81,25 @@ def _first_bad_row(x):
 
 
 def _as_inputs(x, arg="x"):
-    """x as a numeric ndarray with at least one sample axis, finite."""
+    """x as a numeric ndarray with at least one sample axis, finite.
+
+    Also returns its value range (low, high), or None when x is empty.
+    """
     x = np.asarray(x)
     if x.dtype.kind not in "uif":
         raise DataError(f"{arg}: expected a numeric array; got dtype {x.dtype}")
     if x.ndim == 0:
         raise DataError(f"{arg}: expected an array of samples; got a scalar")
-    if x.dtype.kind == "f" and x.size:
-        lo, hi = x.min(), x.max()  # NaN propagates; infinities show at the ends
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            row = _first_bad_row(x)
-            raise DataError(
-                f"{arg}: sample {row} holds NaN or infinity (first bad row); "
-                "remove or impute such rows"
-            )
-    return x
-
-
-def _value_range(x):
-    if x.size == 0:
-        return None
-    return (float(x.min()), float(x.max()))
+    if not x.size:
+        return x, None
+    lo, hi = float(x.min()), float(x.max())  # NaN propagates; infinities at ends
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        row = _first_bad_row(x)
+        raise DataError(
+            f"{arg}: sample {row} holds NaN or infinity (first bad row); "
+            "remove or impute such rows"
+        )
+    return x, (lo, hi)
 
 
 def _float_labels_to_int(y, arg):
@@ -212,11 +221,23 @@ class _InterruptFlag:
         return False
 
 
+def _thread_setting(env_name, default):
+    """1 or 2 threads: the environment variable ``env_name`` or ``default``."""
+    value = os.environ.get(env_name)
+    if value is None:
+        return default
+    if value.strip() not in ("1", "2"):
+        raise ValueError(f"{env_name}: expected 1 or 2 (threads); got {value!r}: "
+                         f"set it to 1 or 2, or unset it")
+    return int(value)
+
+
 def _blas_threads():
     """Limit BLAS to ``BLAS_THREADS`` threads; a no-op without threadpoolctl."""
-    if threadpool_limits is None or BLAS_THREADS is None:
+    limit = _thread_setting("SOFTMAXREG_BLAS_THREADS", BLAS_THREADS)
+    if threadpool_limits is None or limit is None:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=BLAS_THREADS, user_api="blas")
+    return threadpool_limits(limits=limit, user_api="blas")
 
 
 class _LearningMonitor:
@@ -381,16 +402,22 @@ class Sequential:
     # -- compile -----------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy",
                 metrics=None):
-        """Choose the optimizer, the loss and the metrics (only "accuracy")."""
+        """Choose the optimizer, the loss and the metrics.
+
+        The one metric is accuracy, under any of its Keras names ("accuracy",
+        "acc", "sparse_categorical_accuracy", "categorical_accuracy"); the
+        epoch logs and the history use the name given, as Keras does.
+        """
         self.optimizer = _optimizers.get(optimizer)
         self.loss = _losses.get(loss)
         self.metrics = []
         for metric in metrics or []:
-            if metric not in _ACCURACY_NAMES:
+            if not isinstance(metric, str) or metric not in _ACCURACY_NAMES:
                 raise ValueError(f"metrics: unknown metric {metric!r}; the supported "
-                                 "metric is 'accuracy'")
-            if "accuracy" not in self.metrics:
-                self.metrics.append("accuracy")
+                                 f"metric is accuracy, named one of "
+                                 f"{', '.join(_ACCURACY_NAMES)}")
+            if metric not in self.metrics:
+                self.metrics.append(metric)
         self._check_head()
         if self.built:
             self.optimizer.build(self._grads.size, self.dtype)
@@ -421,7 +448,14 @@ class Sequential:
     # -- data preparation --------------------------------------------------------------
     def _samples(self, x, arg="x", single_ok=False):
         """Validate x and reshape it to (n_samples, *input_shape) when known."""
-        x = _as_inputs(x, arg)
+        return self._samples_and_range(x, arg, single_ok)[0]
+
+    def _samples_and_range(self, x, arg="x", single_ok=False):
+        """``_samples`` and the value range of x: ``(x, (low, high) or None)``."""
+        x, value_range = _as_inputs(x, arg)
+        return self._shaped(x, arg, single_ok), value_range
+
+    def _shaped(self, x, arg, single_ok):
         shape = self.input_shape
         if shape is None:
             if x.ndim < 2:
@@ -447,12 +481,13 @@ class Sequential:
         targets = _onehot_targets(y, n_samples, n_classes, self.dtype, arg)
         return targets, targets.argmax(axis=1)
 
-    def _check_range(self, x, arg):
-        """Warn when x lies far outside the training inputs' range."""
-        if self.input_range_ is None or x.size == 0:
+    def _check_range(self, value_range, arg):
+        """Warn when inputs ranging over ``value_range`` lie far outside the
+        training inputs' range."""
+        if self.input_range_ is None or value_range is None:
             return
         lo, hi = self.input_range_
-        seen_lo, seen_hi = _value_range(x)
+        seen_lo, seen_hi = value_range
         span = max(hi - lo, 1e-12)
         if seen_hi > hi + 2 * span or seen_lo < lo - 2 * span:
             hint = " (divide by 255?)" if seen_hi > 2 and hi <= 1.5 else ""
@@ -493,8 +528,10 @@ class Sequential:
         Raises
         ------
         TrainingError
-            When the loss becomes NaN or infinite; the model keeps the last
-            finite weights.
+            When training diverges: a batch's loss is NaN or infinite, or
+            exceeds ``DIVERGENCE_FACTOR`` (1000) times the larger of
+            ln(n_classes) and the first batch's loss. The model keeps the
+            weights from before the step that led there.
         KeyboardInterrupt
             On Ctrl-C, after the step in progress; ``model.history`` holds the
             finished epochs.
@@ -517,11 +554,12 @@ class Sequential:
         try:
             # overflow is detected through the loss (see _stop_diverged), not warned
             with _InterruptFlag() as interrupt, _blas_threads(), \
-                    np.errstate(over="ignore", invalid="ignore", under="ignore"):
+                    self._optimizer_threads(plan), np.errstate(all="ignore"):
                 self._run_epochs(plan, shuffle, callbacks, progress, interrupt)
         finally:
             progress.close()
             self._release_buffers()
+            self._set_grad_scale(1.0)
         for callback in callbacks:
             callback.on_train_end()
         return history
@@ -545,7 +583,7 @@ class Sequential:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         seed = _check_int("seed", seed, 0)
 
-        x, targets, labels = self._training_arrays(x, y)
+        x, targets, labels, value_range = self._training_arrays(x, y)
         train_idx, val = np.arange(x.shape[0]), None
         if validation_data is not None:
             val = self._validation_arrays(validation_data)
@@ -559,18 +597,32 @@ class Sequential:
         if not optimizer.built or optimizer._scratch.size != self._grads.size \
                 or optimizer._scratch.dtype != self.dtype:
             optimizer.build(self._grads.size, self.dtype)
-        self._record_input_range(x)
-        return {"x": x, "targets": targets, "labels": labels, "train_idx": train_idx,
+        self._record_input_range(value_range)
+        self._set_grad_scale(optimizer.gradient_scale())
+        self._loss_limit = None
+        return {"threads": _thread_setting("SOFTMAXREG_OPTIMIZER_THREADS",
+                                           OPTIMIZER_THREADS), "x": x, "targets": targets, "labels": labels, "train_idx": train_idx,
                 "val": val, "batch_size": batch_size, "epochs": epochs,
                 "initial_epoch": initial_epoch, "seed": seed,
                 "verbose": 1 if verbose == "auto" else verbose,
                 "steps": -(-train_idx.size // batch_size)}
 
+    def _set_grad_scale(self, scale):
+        """Fold the optimizer's gradient scale into the loss gradient."""
+        self._grad_scale = scale
+        for layer in self.layers:
+            layer.grad_scale = scale
+
+    def _optimizer_threads(self, plan):
+        if plan["threads"] == 2:
+            return self.optimizer.parallel()
+        return contextlib.nullcontext()
+
     def _training_arrays(self, x, y):
         """Validated samples, targets and integer labels; at least 2 classes."""
         if not self.built and self.layers and self.layers[0].declared_input_shape:
             self.input_shape = self.layers[0].declared_input_shape
-        x = self._samples(x)
+        x, value_range = self._samples_and_range(x)
         if x.shape[0] == 0:
             raise DataError(f"x: no training samples (x has shape {x.shape})")
         targets, labels = self._targets(y, x.shape[0])
@@ -578,11 +630,11 @@ class Sequential:
         if present.size < 2:
             raise DataError(f"y: at least 2 classes are needed; got only class "
                             f"{int(present[0])}")
-        return x, targets, labels
+        return x, targets, labels, value_range
 
-    def _record_input_range(self, x):
+    def _record_input_range(self, value_range):
         """Remember the range of the training inputs, to warn on unscaled input."""
-        low, high = _value_range(x)
+        low, high = value_range
         if self.input_range_ is not None:
             low, high = min(low, self.input_range_[0]), max(high, self.input_range_[1])
         self.input_range_ = (low, high)
@@ -609,8 +661,8 @@ class Sequential:
                 val_loss, val_acc = self._evaluate_arrays(*plan["val"],
                                                           plan["batch_size"])
                 logs["val_loss"] = val_loss
-                if "accuracy" in self.metrics:
-                    logs["val_accuracy"] = val_acc
+                for name in self.metrics:
+                    logs["val_" + name] = val_acc
             logs["epoch_seconds"] = time.perf_counter() - start
             progress.epoch_end(epoch, logs)
             for callback in callbacks:
@@ -633,28 +685,36 @@ class Sequential:
 
         batch_size = plan["batch_size"]
         total_loss, total_correct, seen = 0.0, 0, 0
-        track_accuracy = "accuracy" in self.metrics
+        track_accuracy = bool(self.metrics)
+        report = progress.step if progress.live else None
+        same = targets is labels  # sparse labels: gather once
+        step_fn, threads = self._train_step, plan["threads"]
+        self._fused_now = self._fused
+        self._first_param_layer = self._param_layer_indices[0]
         for step, start in enumerate(range(0, order.size, batch_size), 1):
             idx = order[start:start + batch_size]
             xb = self._batch(x, idx)
+            batch_labels = labels.take(idx)
+            batch_targets = batch_labels if same else targets[idx]
             try:
-                loss_sum, correct = self._train_step(xb, targets[idx], labels[idx],
-                                                     track_accuracy)
+                loss_sum, correct = step_fn(xb, batch_targets, batch_labels,
+                                            track_accuracy, threads)
             except _Diverged as exc:
-                self._stop_diverged(epoch, step, str(exc))
+                self._stop_diverged(epoch, step, *exc.args)
             total_loss += loss_sum
             total_correct += correct
             seen += idx.size
-            progress.step(step, total_loss / seen,
-                          total_correct / seen if track_accuracy else None)
+            if report is not None:
+                report(step, total_loss / seen,
+                       total_correct / seen if track_accuracy else None)
             if interrupt.raised:
                 raise KeyboardInterrupt(
                     f"training interrupted during epoch {epoch + 1}, after step "
                     f"{step}; the weights are those after that step")
 
         logs = {"loss": total_loss / seen + self._penalty()}
-        if track_accuracy:
-            logs["accuracy"] = total_correct / seen
+        for name in self.metrics:
+            logs[name] = total_correct / seen
         return logs
 
     def _batch(self, x, idx):
@@ -663,7 +723,10 @@ class Sequential:
         buf = self._batch_buffers.get(idx.size)
         if buf is None:
             buf = self._batch_buffers[idx.size] = np.empty(shape, self.dtype)
-        np.copyto(buf, x[idx], casting="unsafe")
+        if x.dtype == self.dtype:
+            np.take(x, idx, axis=0, out=buf, mode="clip")  # idx is valid: no check
+        else:
+            np.copyto(buf, x[idx], casting="unsafe")
         return buf
 
     def _release_buffers(self):
@@ -680,33 +743,56 @@ class Sequential:
             return last.forward(out, training=training, logits_only=True)
         return last.forward(out, training=training)
 
-    def _train_step(self, xb, target, labels, track_accuracy):
+    def _train_step(self, xb, target, labels, track_accuracy, threads=1):
         """Forward, loss, backward and one optimizer step on one batch."""
-        loss_sum, correct = self._gradients(xb, target, labels, track_accuracy, True)
-        self.optimizer.step(self._params[self._cur], self._grads,
-                            out=self._params[1 - self._cur])
-        self._use(1 - self._cur)
+        loss_sum, correct = self._gradients(xb, target, labels, track_accuracy, True,
+                                            self._grad_scale)
+        self._check_divergence(loss_sum, labels.shape[0])
+        cur = self._cur
+        self.optimizer.step(self._params[cur], self._grads, out=self._params[1 - cur],
+                            prescaled=True, threads=threads)
+        self._use(1 - cur)
         self._previous_valid = True
         return loss_sum, correct
 
-    def _gradients(self, xb, target, labels, track_accuracy, training):
-        """Fill the flat gradient buffer; return (sum of losses, n correct)."""
-        fused = self._fused
+    def _check_divergence(self, loss_sum, n_samples):
+        """Raise _Diverged when the batch's loss is non-finite or far too high.
+
+        The fused loss stays finite as weights blow up (a logit gap of 1e8
+        costs 1e8), so NaN alone misses most divergence; a loss a thousand
+        times that of a uniform guess, or of the untrained model, is taken as
+        divergence instead: no sound training run climbs that far.
+        """
+        mean = loss_sum / n_samples
+        limit = self._loss_limit
+        if limit is None and math.isfinite(mean):
+            limit = self._loss_limit = DIVERGENCE_FACTOR * max(
+                math.log(self.n_classes), mean)
+        if limit is None or not mean <= limit:  # also true for NaN
+            raise _Diverged(mean, limit)
+
+    def _gradients(self, xb, target, labels, track_accuracy, training, scale=1.0):
+        """Fill the flat gradient buffer with ``scale`` times the gradient.
+
+        Returns (sum of losses, n correct).
+        """
+        fused = self._fused_now if training else self._fused
         outputs = self._forward(xb, training, fused)  # (n_samples, n_classes)
         correct = 0
         if track_accuracy:
             correct = int(np.count_nonzero(outputs.argmax(axis=1) == labels))
         grad = self._grad_buffer(outputs.shape)
         if fused:
-            loss_sum = self.loss.logits_value_and_grad(outputs, target, grad)
+            loss_sum = self.loss.logits_value_and_grad(outputs, target, grad, scale)
         else:
-            loss_sum = self.loss.outputs_value_and_grad(outputs, target, grad)
+            loss_sum = self.loss.outputs_value_and_grad(outputs, target, grad, scale)
         if not math.isfinite(loss_sum):
-            raise _Diverged(f"{loss_sum}")
+            raise _Diverged(loss_sum, None)
 
-        first = self._param_layer_indices[0]
-        for index in range(len(self.layers) - 1, first - 1, -1):
-            grad = self.layers[index].backward(grad, need_input_grad=index > first)
+        first = self._first_param_layer if training else self._param_layer_indices[0]
+        layers = self.layers
+        for index in range(len(layers) - 1, first - 1, -1):
+            grad = layers[index].backward(grad, need_input_grad=index > first)
         return loss_sum, correct
 
     def loss_and_gradients(self, x, y):
@@ -734,18 +820,26 @@ class Sequential:
             buf = self._batch_buffers[key] = np.empty(shape, self.dtype)
         return buf
 
-    def _stop_diverged(self, epoch, step, value):
+    def _stop_diverged(self, epoch, step, value, limit):
         live = self._params[self._cur]
-        kept = "those of the step before"
-        if not np.isfinite(live).all() and self._previous_valid:
+        if self._previous_valid:
+            # the live weights gave the bad loss: go back to the step before
             self._use(1 - self._cur)
+            self._previous_valid = False
+            kept = "those from before the step that diverged"
         elif not np.isfinite(live).all():
             kept = "non-finite (the initial weights were already bad)"
         else:
-            kept = "the last finite ones"
+            kept = "the initial ones"
+        if limit is None or not math.isfinite(value):
+            what = f"the loss became {value}"
+        else:
+            what = (f"the batch loss reached {value:.4g}, above the divergence limit "
+                    f"{limit:.4g} ({DIVERGENCE_FACTOR:g} x the larger of "
+                    f"ln({self.n_classes}) and the first batch's loss)")
         raise TrainingError(
-            f"training diverged: the loss became {value} at epoch {epoch + 1}, step "
-            f"{step}; training stopped and the weights kept are {kept}. Lower the "
+            f"training diverged: {what} at epoch {epoch + 1}, step {step}; "
+            f"training stopped and the weights kept are {kept}. Lower the "
             f"learning rate (now {self.optimizer.learning_rate:g}) or scale the "
             "inputs")
 
@@ -765,14 +859,18 @@ class Sequential:
         treated as a batch of one: the result has shape (1, n_classes).
         """
         self._require_built("predict")
-        x = self._samples(x, single_ok=True)
-        self._check_range(x, "x")
+        x, value_range = self._samples_and_range(x, single_ok=True)
+        self._check_range(value_range, "x")
         batch_size = _check_int("batch_size", batch_size or _PREDICT_BATCH, 1)
-        with _blas_threads():
-            probs = self._outputs(x, np.arange(x.shape[0]), batch_size)
-        if self._fused and isinstance(self.layers[-1].activation,
-                                      _activations.Linear):
-            probs = _activations.softmax(probs, axis=1)
+        if x.shape[0] < _SMALL_PREDICT and x.shape[0] <= batch_size:
+            probs = self._forward(x.astype(self.dtype, copy=False), False, False)
+            probs = probs.copy()
+            self._release_buffers()
+        else:
+            with _blas_threads():
+                probs = self._outputs(x, np.arange(x.shape[0]), batch_size)
+        if isinstance(self.layers[-1].activation, _activations.Linear):
+            probs = ops.softmax(probs, out=probs)
         return probs
 
     def predict_proba(self, x, batch_size=None):
@@ -792,15 +890,15 @@ class Sequential:
     def evaluate(self, x, y, batch_size=32, verbose=0, stream=None):
         """Mean loss and accuracy over all samples: ``[loss, accuracy]``.
 
-        Returns the loss alone when "accuracy" is not among the metrics. Both
+        Returns the loss alone when no accuracy metric was compiled. Both
         are exact per-sample means, whatever the batch size.
         """
         self._require_compiled("evaluate")
         self._require_built("evaluate")
-        x = self._samples(x, single_ok=True)
+        x, value_range = self._samples_and_range(x, single_ok=True)
         if x.shape[0] == 0:
             raise DataError(f"x: no samples to evaluate (x has shape {x.shape})")
-        self._check_range(x, "x")
+        self._check_range(value_range, "x")
         targets, labels = self._targets(y, x.shape[0])
         batch_size = _check_int("batch_size", batch_size or 32, 1)
         start = time.perf_counter()
@@ -808,11 +906,11 @@ class Sequential:
             loss, accuracy = self._evaluate_arrays(x, targets, labels,
                                                    np.arange(x.shape[0]), batch_size)
         if verbose:
-            logs = {"loss": loss, "accuracy": accuracy}
+            logs = {"loss": loss, **{name: accuracy for name in self.metrics}}
             print(f"{-(-x.shape[0] // batch_size)} steps - "
                   f"{time.perf_counter() - start:.2f}s - {format_logs(logs)}",
                   file=stream)
-        return [loss, accuracy] if "accuracy" in self.metrics else loss
+        return [loss, accuracy] if self.metrics else loss
 
     def _evaluate_arrays(self, x, targets, labels, idx, batch_size):
         total, correct = 0.0, 0
@@ -946,6 +1044,11 @@ class Sequential:
             target[...] = weights[name]
         self._previous_valid = False
 
+    def save(self, path, *, preprocessing=None, provenance=None, class_names=None):
+        """Write the model to one safetensors file, as ``softmaxreg.save_model``."""
+        return save_model(self, path, preprocessing=preprocessing,
+                          provenance=provenance, class_names=class_names)
+
     def get_weights(self):
         """Keras-style list of copies, kernel then bias, layer by layer."""
         return list(self.get_weights_dict().values())
@@ -975,3 +1078,17 @@ def _layer_from_config(index, entry):
         raise ValueError(f"{where} ({entry['class_name']}): {exc}") from None
     except ValueError as exc:
         raise ValueError(f"{where} ({entry['class_name']}): {exc}") from None
+
+
+def save_model(model, path, **kwargs):
+    """Keras's ``models.save_model``: see :func:`softmaxreg.saving.save_model`."""
+    from softmaxreg import saving  # imported here: saving builds on this module
+
+    return saving.save_model(model, path, **kwargs)
+
+
+def load_model(path):
+    """Keras's ``models.load_model``: see :func:`softmaxreg.saving.load_model`."""
+    from softmaxreg import saving
+
+    return saving.load_model(path)

@@ -1,9 +1,12 @@
-"""Turn a user's own digit picture into an MNIST-like 28x28 image.
+"""Turn a user's own picture into a 28x28 image like MNIST's or Fashion-MNIST's.
 
 MNIST digits are light ink on a dark background, cropped to the ink, scaled so
 that the longer side is 20 pixels, and pasted into a 28x28 field so that the
 centre of mass of the ink sits at the centre. A digit drawn in a paint program
 or photographed is none of these; :func:`prepare_digit` makes it so.
+Fashion-MNIST objects are light on black too, but trimmed to the object,
+scaled so that the longer side fills all 28 pixels and centred by their
+bounding box: :func:`prepare_image` with ``mode="object"`` does that.
 
 Decoding is Pillow's, restricted to PNG, JPEG, BMP, GIF and WebP. The image
 size declared in the header is checked before any pixel is decoded, so a file
@@ -29,6 +32,9 @@ DIGIT_SIZE = 20
 #: Largest image accepted, in pixels (width * height), checked before decoding.
 MAX_PIXELS = 64 * 1024 * 1024
 
+#: What :func:`prepare_image` can imitate: MNIST digits, Fashion-MNIST objects.
+IMAGE_MODES = ("digit", "object")
+
 #: Larger images are reduced to this longer side before any float arithmetic;
 #: a 20-pixel digit needs no more detail than this.
 WORKING_SIDE = 1024
@@ -48,8 +54,8 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L"
 
 
-def prepare_digit(source, *, invert="auto", return_info=False):
-    """Make one digit image look like an MNIST digit.
+def prepare_image(source, *, mode="digit", invert="auto", return_info=False):
+    """Make one picture look like an image of an MNIST-style dataset.
 
     Parameters
     ----------
@@ -59,44 +65,87 @@ def prepare_digit(source, *, invert="auto", return_info=False):
         1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA) channels. Integer arrays
         are read as 0..255 (or 0..65535 when larger values occur); float arrays
         as 0..1 (or 0..255 when larger values occur).
+    mode : {"digit", "object"}, default "digit"
+        ``"digit"`` does what MNIST did: the ink is scaled so that its longer
+        side is 20 pixels and pasted so that its centre of mass is at the
+        centre. ``"object"`` does what Fashion-MNIST did: the object is
+        scaled so that its longer side is 28 pixels and centred by its
+        bounding box. A dataset's mode is
+        ``softmaxreg.datasets.get_spec(name).image_mode``.
     invert : {"auto", True, False}, default "auto"
-        Whether to turn dark ink on a light background into light on dark.
-        "auto" inverts when the border of the image is mostly light.
+        Whether to turn a dark subject on a light background into light on
+        dark, as both datasets store it. "auto" inverts when the border of
+        the image is mostly light.
     return_info : bool, default False
         Also return a dict describing what was done.
 
     Returns
     -------
     image : numpy.ndarray of shape (28, 28), float32, values in [0, 1]
-        Light ink on a black background, centred by centre of mass.
+        The subject light on a black background.
     info : dict, only when ``return_info`` is true
-        ``inverted`` (bool), ``original_size`` ((width, height)), ``mode``
-        (Pillow mode or array dtype), ``format`` (file format or None),
-        ``has_alpha``, ``background`` (background level in [0, 1] before
-        inversion), ``bbox`` ((left, top, right, bottom) of the ink in the
-        original's pixels), ``scaled_size`` ((width, height) of the digit
-        before pasting) and ``offset`` ((left, top) of the paste).
+        ``image_mode``, ``inverted`` (bool), ``original_size``
+        ((width, height)), ``mode`` (Pillow mode or array dtype), ``format``
+        (file format or None), ``has_alpha``, ``background`` (background
+        level in [0, 1] before inversion), ``bbox`` ((left, top, right,
+        bottom) of the subject in the original's pixels), ``scaled_size``
+        ((width, height) of the subject before pasting) and ``offset``
+        ((left, top) of the paste).
 
     Raises
     ------
     ImageError
         The source cannot be read or decoded, is too large, is not an image
-        format listed in :data:`FORMATS`, or holds no ink (blank or uniform).
+        format listed in :data:`FORMATS`, or holds no subject (blank or
+        uniform). When the source is a path, the message names the file.
 
     Notes
     -----
     The background is the median of the border pixels, and every pixel
-    standing clearly above it is ink. This suits scans, drawings and evenly
-    lit photographs of one digit. NOTE: a shadow, a ruled line or a second
-    mark is taken as ink too and widens the bounding box, making the digit
-    smaller; crop such photographs to the digit first.
+    standing clearly above it is the subject. This suits scans, drawings and
+    evenly lit photographs of one thing. NOTE: a shadow, a ruled line or a
+    second mark is taken as part of the subject too and widens the bounding
+    box, making the subject smaller; crop such photographs first. NOTE: in
+    "object" mode, parts of an object as dark as the background (a black
+    sole on a black field) cannot be told from it, as in Fashion-MNIST.
     """
+    _check_options(mode, invert)
+    try:
+        image, info = _prepare(source, mode, invert)
+    except ImageError as exc:
+        if isinstance(source, (str, os.PathLike)) and repr(os.fspath(source)) \
+                not in str(exc):
+            raise ImageError(f"{os.fspath(source)!r}: {exc}") from exc
+        raise
+    return (image, info) if return_info else image
+
+
+def prepare_digit(source, *, invert="auto", return_info=False):
+    """Make one digit image look like an MNIST digit.
+
+    The same as ``prepare_image(source, mode="digit", ...)``; see
+    :func:`prepare_image` for the parameters, the result and the errors.
+    """
+    return prepare_image(source, mode="digit", invert=invert,
+                         return_info=return_info)
+
+
+def _check_options(mode, invert):
+    if not (isinstance(mode, str) and mode in IMAGE_MODES):
+        raise ValueError(
+            f"mode must be one of {', '.join(map(repr, IMAGE_MODES))}; got "
+            f"{mode!r}. Use 'digit' for MNIST, 'object' for Fashion-MNIST."
+        )
     if not (invert == "auto" if isinstance(invert, str)
             else isinstance(invert, (bool, np.bool_))):
         raise ValueError(
             f"invert must be 'auto', True or False; got {invert!r}. Use 'auto' to "
             "detect dark ink on a light background."
         )
+
+
+def _prepare(source, mode, invert):
+    """The steps of :func:`prepare_image`; returns the image and its info."""
     gray, alpha, info = _read_gray(source)
     gray, info["has_alpha"] = _flatten_alpha(gray, alpha), alpha is not None
 
@@ -107,26 +156,34 @@ def prepare_digit(source, *, invert="auto", return_info=False):
         background = 1.0 - background
     hint = not inverted and not isinstance(invert, str)
     ink = _remove_background(gray, background, hint=hint)
-    info.update(inverted=inverted, background=round(
+    info.update(image_mode=mode, inverted=inverted, background=round(
         1.0 - background if inverted else background, 4))
 
     bbox = _ink_bbox(ink)
-    digit = _scale_to_box(ink[bbox[1]:bbox[3], bbox[0]:bbox[2]])
-    image, offset = _paste_centred(digit)
+    box = DIGIT_SIZE if mode == "digit" else FIELD_SIZE
+    subject = _scale_to_box(ink[bbox[1]:bbox[3], bbox[0]:bbox[2]], box)
+    if mode == "digit":
+        image, offset = _paste_centred(subject)
+    else:
+        image, offset = _paste_box_centred(subject)
 
     factor = info.pop("_reduction")
     info.update(
         bbox=tuple(int(round(v * factor)) for v in bbox),
-        scaled_size=(digit.shape[1], digit.shape[0]),
+        scaled_size=(subject.shape[1], subject.shape[0]),
         offset=offset,
     )
-    image = image.astype(np.float32)
-    return (image, info) if return_info else image
+    return image.astype(np.float32), info
 
 
 def prepare_digits(sources, *, invert="auto"):
     """Prepare several digits; returns an array of shape (n_samples, 28, 28)."""
-    images = [prepare_digit(source, invert=invert) for source in sources]
+    return prepare_images(sources, mode="digit", invert=invert)
+
+
+def prepare_images(sources, *, mode="digit", invert="auto"):
+    """Prepare several pictures; returns an array of shape (n_samples, 28, 28)."""
+    images = [prepare_image(source, mode=mode, invert=invert) for source in sources]
     if not images:
         return np.zeros((0, FIELD_SIZE, FIELD_SIZE), dtype=np.float32)
     return np.stack(images)
@@ -374,12 +431,12 @@ def _ink_bbox(ink):
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _scale_to_box(ink):
-    """Scale so the longer side is DIGIT_SIZE pixels, keeping the aspect ratio."""
+def _scale_to_box(ink, box):
+    """Scale so the longer side is ``box`` pixels, keeping the aspect ratio."""
     from PIL import Image
 
     height, width = ink.shape
-    scale = DIGIT_SIZE / max(height, width)
+    scale = box / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # Pillow's bilinear filter widens its support when shrinking, so it
     # averages over the covered area (anti-aliasing) and never overshoots.
@@ -406,4 +463,17 @@ def _paste_centred(digit):
     left = int(np.clip(round(centre - cols), 0, FIELD_SIZE - width))
     field = np.zeros((FIELD_SIZE, FIELD_SIZE))
     field[top:top + height, left:left + width] = digit
+    return field, (left, top)
+
+
+def _paste_box_centred(subject):
+    """Paste into the 28x28 field with the bounding box at its centre.
+
+    An odd margin puts the extra pixel above or to the left, as measured on
+    Fashion-MNIST. Returns the field and the (left, top) offset.
+    """
+    height, width = subject.shape
+    top, left = (FIELD_SIZE - height + 1) // 2, (FIELD_SIZE - width + 1) // 2
+    field = np.zeros((FIELD_SIZE, FIELD_SIZE))
+    field[top:top + height, left:left + width] = subject
     return field, (left, top)

@@ -15,17 +15,24 @@ preprocessing, the class names and the training provenance.
 Before the safetensors library sees a byte, :func:`read_container` checks the
 header length and each tensor's byte span against the file's real size, so a
 hostile or damaged file can neither make us allocate far beyond its size nor
-raise anything but :class:`~softmaxreg.errors.ModelFileError`. A SHA-256
-digest of the arrays, recorded in the description, catches damaged array
-bytes; it is a check against accidents, not a signature.
+raise anything but :class:`~softmaxreg.errors.ModelFileError`. The whole
+description is then validated field by field (see :func:`check_description`).
+
+Two SHA-256 digests are recorded: one of the arrays (``arrays_sha256``) and
+one of the canonical JSON of the description without that digest
+(``description_sha256``). They catch damaged bytes and accidental edits that
+the checks above let through; they guard against accidents, not attackers:
+whoever edits a file on purpose can recompute them.
 """
 
+import glob
 import hashlib
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +40,8 @@ import numpy as np
 from softmaxreg.errors import ModelFileError
 
 FORMAT_NAME = "softmaxreg-model"
-FORMAT_VERSION = 1
+# Version 2 added the digest of the description ("description_sha256").
+FORMAT_VERSION = 2
 METADATA_KEY = "softmaxreg"
 
 # A description of a few layers fits in kilobytes; this bound only stops a
@@ -95,6 +103,12 @@ def save_model(model, path, *, preprocessing=None, provenance=None, class_names=
     -------
     pathlib.Path
         The path written.
+
+    Raises
+    ------
+    ValueError
+        ``preprocessing``, ``class_names`` or ``provenance`` break the rules
+        that :func:`load_model` enforces (see :func:`check_description`).
     """
     config = model.get_config()
     weights = model.get_weights_dict()
@@ -114,6 +128,14 @@ def save_model(model, path, *, preprocessing=None, provenance=None, class_names=
         "class_names": None if class_names is None else [str(c) for c in class_names],
         "provenance": dict(provenance or {}),
     }
+    description = _to_json(description)
+    problem = _description_problem(description, _model_sizes(model))
+    if problem is not None:
+        field, text = problem
+        raise ValueError(
+            f"save_model: {field}: {text}; nothing was written (a file saved so "
+            "would not load)"
+        )
     return write_container(path, weights, description)
 
 
@@ -138,10 +160,13 @@ def load_model(path):
     ------
     ModelFileError
         The file is missing, truncated, not a softmaxreg model file, from a
-        newer format version, or its weights do not match its description.
+        newer format version, its description breaks a rule of
+        :func:`check_description`, its weights do not match its description,
+        or a digest does not match (the file was damaged or edited).
     """
     tensors, description = read_container(path, expected_format=FORMAT_NAME)
     model = build_model(description, tensors, path)
+    check_description(description, model, path)
     check_digest(tensors, description, path)
     model.metadata_ = description
     return model
@@ -203,8 +228,9 @@ def write_container(path, tensors, description):
         arrays[str(name)] = np.array(
             array, dtype=array.dtype.newbyteorder("<"), order="C"
         )
-    description = {**description, "arrays_sha256": arrays_digest(arrays)}
-    text = json.dumps(description, default=_json_default, sort_keys=True)
+    description = _to_json({**description, "arrays_sha256": arrays_digest(arrays)})
+    description["description_sha256"] = description_digest(description)
+    text = json.dumps(description, sort_keys=True)
     data = save(arrays, metadata={METADATA_KEY: text})
     atomic_write_bytes(path, data)
     return path
@@ -235,8 +261,9 @@ def read_container(path, *, expected_format):
 def check_digest(tensors, description, path):
     """Compare the arrays with the digest recorded when the file was written.
 
-    Called after the arrays' names and shapes were checked against the model,
-    so that a wrong shape is reported as such rather than as damage.
+    Called after the arrays' names and shapes and the description's fields
+    were checked, so that a specific problem is reported as such rather than
+    as damage. Files of format version 1 carry no description digest.
     """
     recorded = description.get("arrays_sha256")
     if not isinstance(recorded, str):
@@ -249,6 +276,35 @@ def check_digest(tensors, description, path):
             f"{path} is damaged or was modified: its arrays do not match the "
             "SHA-256 digest recorded when it was written"
         )
+    if description.get("format_version") == 1:
+        return  # written before the description had a digest
+    recorded = description.get("description_sha256")
+    if not isinstance(recorded, str):
+        raise ModelFileError(
+            f"{path}: the description has no 'description_sha256'; the file was "
+            "not written by softmaxreg or was edited"
+        )
+    try:
+        actual = description_digest(description)
+    except (ValueError, RecursionError):
+        actual = None
+    if recorded != actual:
+        raise ModelFileError(
+            f"{path} is damaged or was edited: its description (the JSON metadata) "
+            "does not match the SHA-256 digest 'description_sha256' recorded when "
+            "it was written; save the model again from its source"
+        )
+
+
+def description_digest(description):
+    """SHA-256 of the canonical JSON of ``description`` minus its own digest.
+
+    Canonical: keys sorted, no spaces, ASCII only. A guard against accidental
+    edits and damage, not against attackers, who can recompute it.
+    """
+    rest = {k: v for k, v in description.items() if k != "description_sha256"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def arrays_digest(arrays):
@@ -268,12 +324,23 @@ def arrays_digest(arrays):
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+    """Write ``data`` to ``path`` through a fsynced temporary file and a rename.
+
+    The temporary file ``.<name>.<random>.tmp`` sits next to ``path`` and is
+    removed on any error. The new file gets the permissions a plain ``open()``
+    would give (0o666 less the umask), not the 0o600 of :mod:`tempfile`.
+
+    Notes
+    -----
+    A process killed outright (SIGKILL, power loss) cannot remove its
+    temporary file. Each later write to the same ``path`` deletes such
+    leftovers once they are more than :data:`STALE_TEMPORARY_SECONDS` old, so
+    one may stay until then. Files of other names are never touched.
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=folder
-    )
+    remove_stale_temporaries(path, ".tmp")
+    descriptor, temporary = create_temporary(path, ".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -284,6 +351,281 @@ def atomic_write_bytes(path, data):
         _remove_quietly(temporary)
         raise
     _fsync_folder(folder)
+
+
+def atomic_write_text(path, text, *, encoding="utf-8"):
+    """Write ``text`` to ``path`` atomically; see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+#: Age in seconds after which a leftover temporary file of the same target is
+#: taken to belong to a dead writer and deleted.
+STALE_TEMPORARY_SECONDS = 3600
+
+
+def create_temporary(target, suffix):
+    """Create ``.<target name>.<random><suffix>`` next to ``target``, exclusively.
+
+    Returns
+    -------
+    (int, str)
+        An open write-only descriptor and the temporary path. The mode is
+        0o666 less the process umask, as for a plain ``open()``.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = folder / f".{target.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            return os.open(name, flags, 0o666), str(name)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {target}")
+
+
+def remove_stale_temporaries(target, suffix, max_age=None):
+    """Delete ``.<target name>.*<suffix>`` files older than ``max_age`` seconds.
+
+    Only temporary files of ``target`` itself are considered; errors (a file
+    removed meanwhile, no permission) are ignored.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    max_age = STALE_TEMPORARY_SECONDS if max_age is None else max_age
+    cutoff = time.time() - max_age
+    try:
+        candidates = list(folder.glob(f".{glob.escape(target.name)}.*{suffix}"))
+    except OSError:
+        return
+    for candidate in candidates:
+        try:
+            if candidate.is_file() and candidate.stat().st_mtime < cutoff:
+                candidate.unlink()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# The description's fields, checked strictly when a model file is loaded
+
+_DESCRIPTION_KEYS = {
+    "format", "format_version", "library_version", "model_class", "config",
+    "preprocessing", "class_names", "provenance", "arrays_sha256",
+    "description_sha256",
+}
+_INPUT_DTYPES = ("uint8", "float32", "float64")
+_IMAGE_MODES = ("digit", "object")
+# Provenance numbers measured once at the end of training; None when unknown.
+_FINAL_METRICS = (
+    "test_loss", "test_accuracy", "train_loss", "train_accuracy", "val_loss",
+    "val_accuracy", "train_seconds",
+)
+
+
+def check_description(description, model, path):
+    """Validate the description of a model file against its rebuilt ``model``.
+
+    Rules: ``library_version`` is a string; no keys beyond the known ones;
+    ``preprocessing`` is an object with only ``input_scale`` (finite number
+    > 0), ``input_shape`` (1 to 3 positive ints whose product is the model's
+    n_features), ``input_dtype`` ("uint8", "float32" or "float64"),
+    ``image_mode`` ("digit" or "object") and ``invert`` ("auto" or a bool);
+    ``class_names`` is null or n_classes strings; ``provenance`` is an
+    object whose ``dataset``/``dataset_fingerprint`` are strings, ``seed``
+    and ``epochs`` ints (``seed`` may be null), ``interrupted`` a bool,
+    ``history`` an object of equally long lists of finite numbers, final
+    metrics (``test_loss``, ``test_accuracy``, ...) numbers or null;
+    other provenance keys may hold any JSON value.
+
+    Raises
+    ------
+    ModelFileError
+        Naming ``path``, the field, what was expected and what was found.
+    """
+    problem = _description_problem(description, _model_sizes(model))
+    if problem is not None:
+        field, text = problem
+        raise ModelFileError(
+            f"{path}: description field {field}: {text}; the file is damaged or "
+            "was edited"
+        )
+
+
+def _description_problem(description, sizes):
+    """The first broken rule as (field, explanation), or None."""
+    unknown = sorted(set(description) - _DESCRIPTION_KEYS)
+    if unknown:
+        return unknown[0], f"unknown key; expected only {sorted(_DESCRIPTION_KEYS)}"
+    version = description.get("library_version")
+    if version is not None and not isinstance(version, str):
+        return "library_version", f"expected a string, found {_short(version)}"
+    n_features, n_classes = sizes
+    for check in (_preprocessing_problem, _class_names_problem):
+        problem = check(description, n_features, n_classes)
+        if problem is not None:
+            return problem
+    return _provenance_problem(description.get("provenance", {}))
+
+
+def _preprocessing_problem(description, n_features, n_classes):
+    found = description.get("preprocessing", {})
+    if not isinstance(found, dict):
+        return "preprocessing", f"expected an object, found {_short(found)}"
+    checks = {
+        "input_scale": _input_scale_problem,
+        "input_shape": lambda value: _input_shape_problem(value, n_features),
+        "input_dtype": lambda value: _choice_problem(value, _INPUT_DTYPES),
+        "image_mode": lambda value: _choice_problem(value, _IMAGE_MODES),
+        "invert": _invert_problem,
+    }
+    for key, value in found.items():
+        if key not in checks:
+            return f"preprocessing.{key}", f"unknown key; expected {sorted(checks)}"
+        text = checks[key](value)
+        if text is not None:
+            return f"preprocessing.{key}", text
+    return None
+
+
+def _input_scale_problem(value):
+    if not _is_finite(value) or value <= 0:
+        return f"expected a finite number > 0 (such as 1/255), found {_short(value)}"
+    return None
+
+
+def _input_shape_problem(value, n_features):
+    if not _is_int_list(value) or not 1 <= len(value) <= 3 or min(value) < 1:
+        return f"expected a list of 1 to 3 positive ints, found {_short(value)}"
+    if n_features is not None and math.prod(value) != n_features:
+        return (
+            f"{value} holds {math.prod(value)} values per sample but the model "
+            f"takes {n_features} features"
+        )
+    return None
+
+
+def _choice_problem(value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        return f"expected one of {list(allowed)}, found {_short(value)}"
+    return None
+
+
+def _invert_problem(value):
+    if value != "auto" and not isinstance(value, bool):
+        return f"expected 'auto', true or false, found {_short(value)}"
+    return None
+
+
+def _class_names_problem(description, n_features, n_classes):
+    names = description.get("class_names")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "class_names", f"expected a list of strings, found {_short(names)}"
+    if n_classes is not None and len(names) != n_classes:
+        return (
+            "class_names",
+            f"expected {n_classes} names (one per class), found {len(names)}",
+        )
+    return None
+
+
+def _provenance_problem(provenance):
+    if not isinstance(provenance, dict):
+        return "provenance", f"expected an object, found {_short(provenance)}"
+    checks = {
+        "dataset": lambda v: isinstance(v, str),
+        "dataset_fingerprint": lambda v: isinstance(v, str),
+        "seed": lambda v: v is None or _is_int(v),
+        "epochs": lambda v: _is_int(v) and v >= 0,
+        "interrupted": lambda v: isinstance(v, bool),
+        **{key: _is_metric for key in _FINAL_METRICS},
+    }
+    expected = {
+        "dataset": "a string", "dataset_fingerprint": "a string",
+        "seed": "an int or null", "epochs": "an int >= 0",
+        "interrupted": "true or false",
+    }
+    for key, check in checks.items():
+        if key in provenance and not check(provenance[key]):
+            what = expected.get(key, "a finite number or null")
+            return f"provenance.{key}", f"expected {what}, found " \
+                f"{_short(provenance[key])}"
+    if "history" in provenance:
+        return _history_problem(provenance["history"])
+    return None
+
+
+def _history_problem(history):
+    if not isinstance(history, dict):
+        return "provenance.history", f"expected an object, found {_short(history)}"
+    lengths = {}
+    for key, values in history.items():
+        field = f"provenance.history.{key}"
+        if not isinstance(values, list) or not all(map(_is_finite, values)):
+            return field, f"expected a list of finite numbers, found {_short(values)}"
+        lengths[key] = len(values)
+    if len(set(lengths.values())) > 1:
+        return "provenance.history", (
+            f"expected lists of one length (one value per epoch), found lengths "
+            f"{lengths}"
+        )
+    return None
+
+
+def _model_sizes(model):
+    """(n_features, n_classes) of a built model; None where it cannot tell."""
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features is None:
+        shape = getattr(model, "input_shape", None)
+        if isinstance(shape, (tuple, list)) and _is_int_list(list(shape)):
+            n_features = math.prod(shape)
+        else:
+            n_features = getattr(model, "n_features", None)
+    classes = getattr(model, "classes_", None)
+    try:
+        n_classes = len(classes) if classes is not None else model.n_classes
+    except (AttributeError, TypeError, ValueError):
+        n_classes = None
+    as_int = lambda value: value if _is_int(value) else None  # noqa: E731
+    return as_int(n_features), as_int(n_classes)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value):
+    """A number (not a bool) that converts to a finite float."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def _is_metric(value):
+    return value is None or _is_finite(value)
+
+
+def _short(value):
+    text = json.dumps(value) if _is_json_plain(value) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_json_plain(value):
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _to_json(value):
+    """``value`` as plain JSON types (NumPy scalars and arrays, paths converted)."""
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 # ---------------------------------------------------------------------------

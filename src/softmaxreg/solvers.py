@@ -36,6 +36,16 @@ from softmaxreg.ops import log_softmax
 # evaluation against 117 ms for the whole array at once).
 BLOCK_ROWS = 2048
 
+# The L-BFGS preconditioner (see SoftmaxObjective) models the data term's
+# curvature as CURVATURE times the feature covariance: a typical p (1 - p) of
+# a fit under way. MNIST needs about as many iterations anywhere from 0.003 to
+# 0.1. It is estimated on at most PRECONDITION_ROWS evenly spaced rows, and
+# skipped above PRECONDITION_MAX_FEATURES features, where the eigendecomposition
+# (n_features^3) would cost more than the iterations it saves.
+CURVATURE = 0.03
+PRECONDITION_ROWS = 20_000
+PRECONDITION_MAX_FEATURES = 2048
+
 
 def data_term(x, flat_targets, sample_weight, coef, intercept, logits):
     """Weighted cross-entropy of one block of rows and its gradient.
@@ -104,13 +114,21 @@ class SoftmaxObjective:
     tolerance means the same thing for 100 samples and for 60 000; the optimum
     is unchanged. Buffers are allocated once and reused at every evaluation.
 
-    With an intercept, the solver's variables are ``coef`` and the intercept
-    of the centred features, ``a = intercept + coef @ mean``: the logits
-    ``(x - mean) @ coef.T + a`` are the model's own, and the penalty is still
-    on ``coef``, so the objective is the same function of the model; only the
-    coordinates L-BFGS walks in change. Centring (implicitly: ``x`` is never
-    copied) makes the problem far better conditioned for pixel data, which is
-    all positive, and cuts the iterations needed.
+    L-BFGS walks in other coordinates than the model's; the objective is the
+    same function of the model, only the path to its minimum changes:
+
+    - Centring. With an intercept, the variables are ``coef`` and the
+      intercept of the centred features, ``a = intercept + coef @ mean``: the
+      logits ``(x - mean) @ coef.T + a`` are the model's own. Pixel data is
+      all positive, and centring (implicit: ``x`` is never copied) removes the
+      strong coupling between the intercept and every coefficient.
+    - Preconditioning. ``coef = u @ T`` with ``T = (k cov + lam I)^(-1/2)``,
+      ``cov`` the (centred) feature covariance, ``k`` = CURVATURE and ``lam``
+      the penalty's curvature ``1 / (C sum_i s_i)``. The Hessian of the data
+      term in ``coef`` is roughly ``k cov`` per class, so in ``u`` it is
+      roughly the identity: correlated pixels no longer slow L-BFGS down
+      (MNIST: sklearn's 100-iteration objective after 13 iterations instead of
+      44). The centred intercept is scaled by ``k^(-1/2)`` likewise.
 
     Parameters
     ----------
@@ -122,9 +140,19 @@ class SoftmaxObjective:
     C : float
         Inverse regularisation strength.
     fit_intercept : bool
+    precondition : bool, default=True
+        Build the preconditioner (only L-BFGS needs it).
+
+    Attributes
+    ----------
+    last_gradient_max : float
+        Largest absolute entry of the scaled objective's gradient in the
+        model's (centred) coordinates, at the last evaluation: the quantity
+        the tolerance of :func:`fit_lbfgs` bounds.
     """
 
-    def __init__(self, x, y_index, n_classes, sample_weight, C, fit_intercept):
+    def __init__(self, x, y_index, n_classes, sample_weight, C, fit_intercept,
+                 precondition=True):
         n_samples, n_features = x.shape
         self.x = x
         self.n_classes = n_classes
@@ -135,10 +163,15 @@ class SoftmaxObjective:
         self.fit_intercept = fit_intercept
         self.weight_sum = n_samples if sample_weight is None else sample_weight.sum()
         self.weight_sum = float(self.weight_sum)
+        self.last_gradient_max = np.inf
         self.center = None
         if fit_intercept:
             weights = None if sample_weight is None else sample_weight.astype(float)
             self.center = np.average(x, axis=0, weights=weights)  # (n_features,)
+        self._transform = self._inverse = None
+        self._intercept_scale = 1.0
+        if precondition and n_features <= PRECONDITION_MAX_FEATURES:
+            self._build_preconditioner()
         blocks = [
             (rows, _flat_targets(y_index[rows], n_classes),
              None if sample_weight is None else sample_weight[rows])
@@ -151,6 +184,29 @@ class SoftmaxObjective:
                         for k in range(n_workers)]
         self._executor = None
 
+    def _build_preconditioner(self):
+        """Set ``T = (k cov + lam I)^(-1/2)``, its inverse and the intercept scale."""
+        stride = max(1, self.x.shape[0] // PRECONDITION_ROWS)
+        sample = self.x[::stride]
+        if self.center is not None:
+            sample = sample - self.center.astype(sample.dtype)
+        weights = (np.ones(sample.shape[0]) if self.sample_weight is None
+                   else self.sample_weight[::stride].astype(np.float64))
+        if weights.sum() <= 0:  # every sampled row weighs zero: skip it
+            return
+        scaled = sample * np.sqrt(weights / weights.sum()).astype(sample.dtype)[:, None]
+        with _one_blas_thread():
+            cov = (scaled.T @ scaled).astype(np.float64)  # (n_features, n_features)
+            eigenvalues, eigenvectors = np.linalg.eigh(cov)
+        # Symmetric inverse square root through the eigenvectors; the floor
+        # keeps T finite when C is huge and a feature is constant.
+        curvature = CURVATURE * np.maximum(eigenvalues, 0.0) + 1.0 / (
+            self.C * self.weight_sum)
+        curvature = np.maximum(curvature, 1e-12 * curvature.max())
+        self._transform = (eigenvectors * curvature**-0.5) @ eigenvectors.T
+        self._inverse = (eigenvectors * curvature**0.5) @ eigenvectors.T
+        self._intercept_scale = CURVATURE**-0.5
+
     @property
     def n_params(self):
         """Length of the flat parameter vector: coef, then intercept."""
@@ -158,19 +214,29 @@ class SoftmaxObjective:
 
     def pack(self, coef, intercept):
         """Solver variables (float64, flat) from the model's coef and intercept."""
-        flat = np.asarray(coef, dtype=np.float64).ravel()
+        coef = np.asarray(coef, dtype=np.float64)
+        flat = (coef if self._inverse is None else coef @ self._inverse).ravel()
         if not self.fit_intercept:
             return flat
-        centred = intercept + coef.astype(np.float64) @ self.center  # (n_classes,)
-        return np.concatenate([flat, centred])
+        centred = intercept + coef @ self.center  # (n_classes,)
+        return np.concatenate([flat, centred / self._intercept_scale])
 
     def unpack(self, params):
         """The model's coef and intercept (float64) from the solver variables."""
+        coef, centred = self._model_coords(params)
+        if centred is None:
+            return coef, None
+        return coef, centred - coef @ self.center  # (n_classes,)
+
+    def _model_coords(self, params):
+        """``coef`` and the centred intercept (or None) from the solver variables."""
         n_coef = self.n_classes * self.n_features
         coef = params[:n_coef].reshape(self.n_classes, self.n_features)
+        if self._transform is not None:
+            coef = coef @ self._transform  # (n_classes, n_features)
         if not self.fit_intercept:
             return coef, None
-        return coef, params[n_coef:] - coef @ self.center  # (n_classes,)
+        return coef, params[n_coef:] * self._intercept_scale
 
     def total(self, params):
         """The unscaled objective J (scikit-learn's value), in float64."""
@@ -179,10 +245,13 @@ class SoftmaxObjective:
 
     def loss_and_grad(self, params):
         """Scaled objective and its gradient in the solver's variables."""
-        coef64, intercept64 = self.unpack(params)
+        coef64, centred64 = self._model_coords(params)
         dtype = self.x.dtype
         coef = coef64.astype(dtype)
-        intercept = None if intercept64 is None else intercept64.astype(dtype)
+        intercept = None
+        if centred64 is not None:
+            intercept = (centred64 - coef64 @ self.center).astype(dtype)
+
         def one_group(group):
             return self._group_terms(group, coef, intercept)
 
@@ -198,13 +267,29 @@ class SoftmaxObjective:
         # Centred variables: d/dcoef of (x - mean) @ coef.T subtracts
         # outer(grad_intercept, mean) from the raw gradient.
         penalty = np.sum(coef64 * coef64) / (2 * self.C)
-        grad = grad_coef + coef64 / self.C
+        grad_coef = (grad_coef + coef64 / self.C) / self.weight_sum
+        grad_intercept = grad_intercept / self.weight_sum
         if self.fit_intercept:
-            grad -= np.outer(grad_intercept, self.center)  # (n_classes, n_features)
-            grad = np.concatenate([grad.ravel(), grad_intercept])
-        grad = grad.ravel() / self.weight_sum
-        return (loss + penalty) / self.weight_sum, grad
+            grad_coef -= np.outer(grad_intercept, self.center)  # (n_classes, n_features)
+        self.last_gradient_max = float(np.abs(grad_coef).max())
+        if self.fit_intercept:
+            self.last_gradient_max = max(self.last_gradient_max,
+                                         float(np.abs(grad_intercept).max()))
+        return (loss + penalty) / self.weight_sum, self._solver_gradient(
+            grad_coef, grad_intercept)
 
+    def _solver_gradient(self, grad_coef, grad_intercept):
+        """Chain rule from the model's (centred) coordinates to the solver's.
+
+        ``coef = u @ T`` with ``T`` symmetric gives ``dJ/du = dJ/dcoef @ T``;
+        the centred intercept is ``b * scale``, so ``dJ/db = dJ/da * scale``.
+        """
+        if self._transform is not None:
+            grad_coef = grad_coef @ self._transform  # (n_classes, n_features)
+        if not self.fit_intercept:
+            return grad_coef.ravel()
+        return np.concatenate([grad_coef.ravel(),
+                               grad_intercept * self._intercept_scale])
 
     def _group_terms(self, group, coef, intercept):
         """Data term of one worker's blocks, summed in float64."""
@@ -270,47 +355,72 @@ def _flat_targets(y_index, n_classes):
     return np.arange(len(y_index)) * n_classes + y_index
 
 
-def fit_lbfgs(objective, params0, max_iter, tol, verbose=0):
+def fit_lbfgs(objective, params0, max_iter, tol, verbose=0, first_iteration=0):
     """Minimise ``objective`` with SciPy's L-BFGS-B from ``params0``.
 
-    Stops when the largest gradient entry falls to ``tol`` (of the objective
-    scaled to a mean), when an iteration improves the objective by less than
-    a relative ``64 * eps`` of the working dtype, or after ``max_iter``
-    iterations.
+    Stops when no entry of the scaled objective's gradient in the model's
+    coordinates (``objective.last_gradient_max``) exceeds ``tol``, when an
+    iteration improves the objective by less than a relative ``64 * eps`` of
+    float64, when the line search fails (float32 rounding noise), or after
+    ``max_iter`` iterations.
+
+    Parameters
+    ----------
+    objective : SoftmaxObjective
+    params0 : ndarray of shape (n_params,)
+    max_iter : int
+    tol : float
+    verbose : int
+        1 or more prints one line per iteration.
+    first_iteration : int
+        Iterations run before this call, for the printed numbering.
 
     Returns
     -------
     params : ndarray of shape (n_params,)
     info : dict
-        ``n_iter``, ``hit_max_iter`` (bool), ``message`` (SciPy's reason for
-        stopping) and ``history`` (per-iteration "loss" and "epoch_seconds").
+        ``n_iter``; ``converged`` (the tolerance was met); ``hit_max_iter``;
+        ``message`` (why it stopped); ``history`` ("iteration_loss", the
+        scaled objective after each iteration, and "iteration_seconds").
     """
-    history = {"loss": [], "epoch_seconds": []}
+    history = {"iteration_loss": [], "iteration_seconds": []}
     clock = [time.perf_counter()]
+    met = []  # the gradient at which the tolerance was met
 
     def record(intermediate_result):
         now = time.perf_counter()
-        history["loss"].append(float(intermediate_result.fun))
-        history["epoch_seconds"].append(now - clock[0])
+        history["iteration_loss"].append(float(intermediate_result.fun))
+        history["iteration_seconds"].append(now - clock[0])
         clock[0] = now
         if verbose:
-            print(f"iteration {len(history['loss'])}: "
+            print(f"iteration {first_iteration + len(history['iteration_loss'])}: "
                   f"loss {intermediate_result.fun:.6g}")
+        # L-BFGS-B evaluates the accepted point last, so the gradient the
+        # objective kept is this iterate's.
+        if objective.last_gradient_max <= tol:
+            met.append(objective.last_gradient_max)
+            raise StopIteration
 
     # NOTE: ftol is float64's even on float32 data. A float32-sized ftol stops
     # far too early (probabilities off by 1e-3); this one lets L-BFGS go on
-    # until the gradient tolerance or float32 rounding noise stops it.
+    # until the gradient tolerance or float32 rounding noise stops it. SciPy's
+    # own gradient test is off (gtol=0): it would bound the preconditioned
+    # gradient, whose scale differs from the model's by up to 1000 times.
     ftol = 64 * np.finfo(np.float64).eps
     with objective.parallel():
         result = scipy.optimize.minimize(
             objective.loss_and_grad, params0, method="L-BFGS-B", jac=True,
             callback=record,
-            options={"maxiter": max_iter, "gtol": tol, "ftol": ftol, "maxls": 50},
+            options={"maxiter": max_iter, "gtol": 0.0, "ftol": ftol, "maxls": 50},
         )
+    message = str(result.message)
+    if met:
+        message = f"CONVERGENCE: largest gradient entry {met[0]:.3g} <= tol={tol}"
     info = {
         "n_iter": int(result.nit),
+        "converged": bool(met),
         "hit_max_iter": int(result.status) == 1,
-        "message": str(result.message),
+        "message": message,
         "history": history,
     }
     return result.x, info

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -94,10 +93,12 @@ def _fetch_verified(url, file_spec, target, timeout):
     # A gzip file is never much larger than its content; more means a wrong file.
     limit = file_spec.size + file_spec.size // 8 + 65536
     # NOTE: a process killed mid-download (SIGKILL) leaves its hidden ``.part``
-    # file behind; it is never read under the real name, but it is not swept.
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
+    # file behind; it is never read under the real name, and the next download
+    # of the same file deletes it once it is an hour old.
+    from ..saving import create_temporary, remove_stale_temporaries
+
+    remove_stale_temporaries(target, ".part")
+    handle, temporary = create_temporary(target, ".part")
     try:
         with os.fdopen(handle, "wb") as out:
             _stream_to(url, out, limit, timeout)

@@ -22,8 +22,11 @@ from .registry import ROLES, get_spec, names
 _VERIFIED: dict[tuple, str] = {}
 
 
-def load(name, data_dir=None, download=True):
-    """Load dataset ``name`` as uint8 arrays.
+SPLITS = ("train", "test")
+
+
+def load(name, data_dir=None, download=True, split=None):
+    """Load dataset ``name`` (or one split of it) as uint8 arrays.
 
     Parameters
     ----------
@@ -31,69 +34,91 @@ def load(name, data_dir=None, download=True):
         ``"mnist"`` or ``"fashion-mnist"`` (``"fashion_mnist"`` also accepted).
     data_dir : path-like, optional
         Folder searched first, holding ``<name>/`` or the files themselves.
+        When given, it must be an existing folder: a missing one is an error
+        at once, with no fallback to ``$SOFTMAXREG_DATA`` or the cache.
     download : bool
         Download from the registered mirrors into the user cache when no
         place holds the files.
+    split : {None, "train", "test"}
+        ``"train"`` or ``"test"`` reads (and verifies) only that split's two
+        files; None reads all four.
 
     Returns
     -------
     ((x_train, y_train), (x_test, y_test))
-        For MNIST: uint8 arrays of shapes (60000, 28, 28), (60000,),
-        (10000, 28, 28), (10000,).
+        When ``split`` is None. For MNIST: uint8 arrays of shapes
+        (60000, 28, 28), (60000,), (10000, 28, 28), (10000,).
+    (x, y)
+        When ``split`` is ``"train"`` or ``"test"``: that split's images of
+        shape (n_samples, 28, 28) and labels of shape (n_samples,).
 
     Raises
     ------
+    ValueError
+        ``split`` is not one of None, "train", "test".
     DatasetNotFoundError
-        No place holds the files and downloading is off or failed; the message
-        lists every place looked and how to supply the files.
+        ``data_dir`` is given but is no folder; or no place holds the files
+        and downloading is off or failed: the message lists every place
+        looked and how to supply the files.
     DataError
         A file is malformed or fails its checksum. A bad file in the user
         cache is removed first, so that the next call downloads it afresh.
     """
+    if split is not None and split not in SPLITS:
+        raise ValueError(
+            f"split: expected None, 'train' or 'test'; got {split!r}. Use None "
+            "for both splits."
+        )
     spec = get_spec(name)
-    place, files = _locate.locate(spec, data_dir)
+    _locate.check_data_dir(data_dir)
+    roles = ROLES if split is None else (f"x_{split}", f"y_{split}")
+    place, files = _locate.locate(spec, data_dir, roles)
     if place is None:
-        place, files = _fetch_into_cache(spec, data_dir, download)
+        place, files = _fetch_into_cache(spec, data_dir, download, roles)
     arrays = {
         role: _read_verified(files[role], spec.file(role), place, remove_bad=True)
-        for role in ROLES
+        for role in roles
     }
     _check_pairs(spec, files, arrays)
+    if split is not None:
+        return arrays[f"x_{split}"], arrays[f"y_{split}"]
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
-def _fetch_into_cache(spec, data_dir, download):
+def _fetch_into_cache(spec, data_dir, download, roles):
     """Download the files the cache lacks; return the cache place and its files."""
     looked = _locate.places(spec, data_dir)
     if not download:
-        raise DatasetNotFoundError(_not_found_message(spec, looked, None))
+        raise DatasetNotFoundError(_not_found_message(spec, looked, None, roles))
     from . import download as _download  # http.client and ssl load only when needed
 
     place = _locate.cache_place(spec)
-    present = _locate.find_files(place, spec)
-    missing = [f for f in spec.files if f.role not in present]
+    present = _locate.find_files(place, spec, roles)
+    missing = [spec.file(role) for role in roles if role not in present]
     try:
         _download.download_files(spec, missing, place.folder)
     except DownloadError as exc:
-        raise DatasetNotFoundError(_not_found_message(spec, looked, exc)) from None
-    return place, _locate.find_files(place, spec)
+        message = _not_found_message(spec, looked, exc, roles)
+        raise DatasetNotFoundError(message) from None
+    return place, _locate.find_files(place, spec, roles)
 
 
-def _not_found_message(spec, looked, download_error):
+def _not_found_message(spec, looked, download_error, roles=ROLES):
     """One line: every place looked, why downloading did not help, the fix."""
-    file_names = ", ".join(f.name + "[.gz]" for f in spec.files)
+    file_names = ", ".join(spec.file(role).name + "[.gz]" for role in roles)
     folders = []
     for place in looked:
-        present = _locate.find_files(place, spec)
-        note = f" [{len(present)} of {len(spec.files)} files]" if present else ""
+        present = _locate.find_files(place, spec, roles)
+        note = f" [{len(present)} of {len(roles)} files]" if present else ""
         folders.append(place.describe() + note)
+    env_note = _locate.missing_env_note()
     if download_error is None:
         download_note = "downloading was turned off"
     else:
         download_note = f"download failed: {download_error}"
     return (
         f"dataset {spec.name!r} not found: looked for {file_names} in "
-        f"{'; '.join(folders)}; {download_note}. Fix: pass data_dir (CLI: "
+        f"{'; '.join(folders)}{env_note}; {download_note}. Fix: pass data_dir (CLI: "
         f"--data-dir) or set SOFTMAXREG_DATA to a folder holding {spec.name}/ "
         "with those files, or allow downloading while online (into "
         f"{_locate.cache_place(spec).folder})."
@@ -141,7 +166,9 @@ def _inside_cache(path):
 def _check_pairs(spec, files, arrays):
     """Image and label counts must match, and labels must name known classes."""
     n_classes = len(spec.class_names)
-    for split in ("train", "test"):
+    for split in SPLITS:
+        if f"x_{split}" not in arrays:
+            continue
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(images) != len(labels):
             raise DataError(
@@ -195,6 +222,7 @@ def status(data_dir=None, verify=True):
 
 
 def _status_of(spec, data_dir, verify):
+    _locate.check_data_dir(data_dir)
     looked = [place.describe() for place in _locate.places(spec, data_dir)]
     place, files = _locate.locate(spec, data_dir)
     if place is None:

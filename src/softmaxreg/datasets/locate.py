@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DatasetNotFoundError
+
 # Module attribute so tests can point it elsewhere.
 SYSTEM_DIRS = [Path("/usr/share/datasets"), Path("/usr/local/share/datasets")]
 
@@ -91,18 +93,50 @@ def find_file(folder: Path, file_spec) -> Path | None:
     return None
 
 
-def find_files(place: Place, spec) -> dict:
-    """Map each role of ``spec`` to its file in ``place`` (missing roles omitted)."""
+def check_data_dir(data_dir) -> None:
+    """Refuse an explicit ``data_dir`` that is not an existing folder.
+
+    An explicit folder is a promise from the caller; silently searching
+    ``$SOFTMAXREG_DATA`` or the cache instead would hide a typo.
+    """
+    if data_dir is None:
+        return
+    root = Path(os.fspath(data_dir)).expanduser()
+    if root.is_dir():
+        return
+    what = "not a folder" if root.exists() else "no such folder"
+    raise DatasetNotFoundError(
+        f"data_dir {root}: {what}; pass (CLI: --data-dir) an existing folder "
+        "holding <dataset>/ or the dataset's files, or leave it out to search "
+        "SOFTMAXREG_DATA and the cache"
+    )
+
+
+def missing_env_note() -> str:
+    """A note for not-found messages when ``SOFTMAXREG_DATA`` names no folder."""
+    env = os.environ.get("SOFTMAXREG_DATA")
+    if not env or Path(env).expanduser().is_dir():
+        return ""
+    return f" (note: SOFTMAXREG_DATA={env} is not an existing folder)"
+
+
+def find_files(place: Place, spec, roles=None) -> dict:
+    """Map each role of ``spec`` to its file in ``place`` (missing roles omitted).
+
+    Only ``roles`` are looked for when given; all of the spec's otherwise.
+    """
     found = {}
     for file_spec in spec.files:
+        if roles is not None and file_spec.role not in roles:
+            continue
         path = find_file(place.folder, file_spec)
         if path is not None:
             found[file_spec.role] = path
     return found
 
 
-def locate(spec, data_dir=None):
-    """The first place holding all files of ``spec``.
+def locate(spec, data_dir=None, roles=None):
+    """The first place holding all files of ``spec`` (or those of ``roles``).
 
     Returns
     -------
@@ -110,8 +144,9 @@ def locate(spec, data_dir=None):
         The place and its files by role, or ``(None, None)`` when no place
         holds all of them.
     """
+    wanted = len(spec.files) if roles is None else len(roles)
     for place in places(spec, data_dir):
-        files = find_files(place, spec)
-        if len(files) == len(spec.files):
+        files = find_files(place, spec, roles)
+        if len(files) == wanted:
             return place, files
     return None, None

@@ -63,6 +63,12 @@ class DatasetSpec:
         Where the dataset is described.
     aliases : tuple of str
         Other accepted spellings of ``name``.
+    image_mode : {"digit", "object"}
+        How a user's own picture is made to look like this dataset's images
+        (see :func:`softmaxreg.preprocessing.prepare_image`): ``"digit"``
+        scales the ink into a 20-pixel box centred by centre of mass, as
+        MNIST; ``"object"`` scales the object to fill 28 pixels, centred by
+        its bounding box, as Fashion-MNIST.
     """
 
     name: str
@@ -72,6 +78,7 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     homepage: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    image_mode: str = "digit"
 
     def file(self, role: str) -> FileSpec:
         """The file playing ``role`` (``"x_train"``, ``"y_train"``, ...)."""
@@ -82,6 +89,7 @@ class DatasetSpec:
 
 
 ROLES = ("x_train", "y_train", "x_test", "y_test")
+IMAGE_MODES = ("digit", "object")
 
 MNIST = DatasetSpec(
     name="mnist",
@@ -167,6 +175,7 @@ FASHION_MNIST = DatasetSpec(
     ),
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     aliases=("fashion_mnist", "fashionmnist"),
+    image_mode="object",
 )
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -183,6 +192,11 @@ def register(spec: DatasetSpec) -> DatasetSpec:
         raise DataError(
             f"dataset {spec.name!r}: files must have the roles {list(ROLES)}, "
             f"got {roles}"
+        )
+    if spec.image_mode not in IMAGE_MODES:
+        raise DataError(
+            f"dataset {spec.name!r}: image_mode must be one of {list(IMAGE_MODES)}, "
+            f"got {spec.image_mode!r}"
         )
     _REGISTRY[spec.name] = spec
     return spec
