@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from softmaxreg import checkpoint, cli, saving
+from softmaxreg import checkpoint, saving
 from softmaxreg.errors import ModelFileError
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -548,7 +548,8 @@ def test_report_writes_files(tmp_path, mlp_model, npz, capsys):
     assert code == 0, err
     result = json.loads(out)
     assert result["out_dir"] == "rep"
-    assert (tmp_path / "rep" / "report.html").is_file()
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert str(path) in page  # the "Model and data" section names the file
 
 
 def test_softmax_needs_every_class(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import os
 import struct
 import threading
 import time
@@ -229,3 +230,32 @@ def test_bad_cached_file_is_removed_then_downloaded_afresh(server, tiny):
     server.requests.clear()
     assert_loaded(datasets.load("tiny-download"), tiny["arrays"])
     assert server.requests == [f"/first/{FILE_NAMES['x_test']}.gz"]
+
+
+def test_split_downloads_only_its_own_files(server, tiny):
+    serve(server, tiny, "first")
+    x_test, y_test = datasets.load("tiny-download", split="test")
+    np.testing.assert_array_equal(x_test, tiny["arrays"]["x_test"])
+    np.testing.assert_array_equal(y_test, tiny["arrays"]["y_test"])
+    assert cache_entries(tiny) == sorted(
+        f"{FILE_NAMES[role]}.gz" for role in ("x_test", "y_test")
+    )
+
+
+def test_downloads_get_umask_permissions_and_sweep_stale_parts(server, tiny):
+    serve(server, tiny, "first")
+    tiny["cache"].mkdir(parents=True)
+    name = FILE_NAMES["x_train"] + ".gz"
+    stale = tiny["cache"] / f".{name}.dead1234.part"  # left by a killed download
+    fresh = tiny["cache"] / f".{name}.live5678.part"  # maybe still being written
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    previous = os.umask(0o022)
+    try:
+        datasets.load("tiny-download")
+    finally:
+        os.umask(previous)
+    assert not stale.exists() and fresh.exists()
+    assert (tiny["cache"] / name).stat().st_mode & 0o777 == 0o644

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
+from softmaxreg import estimator as estimator_module
 from softmaxreg import solvers
 from softmaxreg.errors import DataError, NotFittedError
 from softmaxreg.estimator import ConvergenceWarning, SoftmaxRegression
@@ -152,6 +153,63 @@ def test_centred_coordinates_leave_the_model_unchanged():
     np.testing.assert_allclose(back_intercept, intercept)
 
 
+def correlated_data(n_samples=300, seed=21):
+    """Strongly correlated, uncentred features: hard for plain L-BFGS."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n_samples)
+    base = rng.normal(size=(n_samples, 2)) + y[:, None]
+    mix = np.array([[1.0, 0.98, 0.95, 1.0, 0.9], [0.0, 0.2, 0.3, 0.05, 0.4]])
+    x = 5.0 + base @ mix + 0.01 * rng.normal(size=(n_samples, 5))
+    return x, y
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_preconditioning_changes_the_path_not_the_optimum(fit_intercept):
+    x, y = correlated_data()
+    results = {}
+    for precondition in (False, True):
+        objective = solvers.SoftmaxObjective(x, y, 3, None, 10.0, fit_intercept,
+                                             precondition=precondition)
+        params0 = objective.pack(np.zeros((3, 5)), np.zeros(3))
+        params, info = solvers.fit_lbfgs(objective, params0, 5000, 1e-8)
+        assert info["converged"] or not precondition
+        results[precondition] = (objective.unpack(params), info["n_iter"])
+    (plain_coef, plain_intercept), plain_iter = results[False]
+    (coef, intercept), n_iter = results[True]
+    np.testing.assert_allclose(coef, plain_coef, rtol=1e-5, atol=1e-6)
+    if fit_intercept:
+        np.testing.assert_allclose(intercept, plain_intercept, rtol=1e-5, atol=1e-6)
+    assert n_iter < plain_iter / 3
+
+
+def test_tolerance_bounds_the_gradient_in_model_coordinates():
+    x, y = correlated_data(seed=22)
+    model = SoftmaxRegression(tol=1e-3, C=10.0).fit(x, y)
+    assert "CONVERGENCE" in model.stop_reason_
+    plain = solvers.SoftmaxObjective(x, y, 3, None, 10.0, True, precondition=False)
+    plain.loss_and_grad(plain.pack(model.coef_, model.intercept_))
+    assert plain.last_gradient_max <= 1e-3 * 1.01
+
+
+def test_float64_input_is_solved_in_float32_then_finished_in_float64(monkeypatch):
+    x, y = make_data(seed=23)
+    assert [p.dtype for p in estimator_module._lbfgs_phases(x)] == [np.float64]
+    monkeypatch.setattr(estimator_module, "FLOAT32_FIRST_MIN_VALUES", x.size)
+    phases = list(estimator_module._lbfgs_phases(x))
+    assert [phase.dtype for phase in phases] == [np.float32, np.float64]
+    assert phases[1] is x
+    assert [p.dtype for p in estimator_module._lbfgs_phases(x.astype(np.float32))
+            ] == [np.float32]
+    # A tolerance float32 cannot meet (its rounding stops a float32-only fit
+    # of this data at a gradient of about 6e-6): the float64 run goes on.
+    model = tight(C=0.5).fit(x, y)
+    assert model.coef_.dtype == np.float64
+    assert "CONVERGENCE" in model.stop_reason_
+    plain = solvers.SoftmaxObjective(x, y, 3, None, 0.5, True, precondition=False)
+    plain.loss_and_grad(plain.pack(model.coef_, model.intercept_))
+    assert plain.last_gradient_max <= 1e-7
+
+
 # ------------------------------------------------------------ mini-batch solvers
 
 
@@ -216,6 +274,25 @@ def test_convergence_warning_names_solver_iterations_and_hint():
         model = SoftmaxRegression(max_iter=2).fit(x, y)
     assert model.n_iter_ == 2
     assert "ITERATIONS" in model.stop_reason_
+
+
+def test_convergence_hint_for_inputs_already_in_unit_range():
+    x, y = make_data(seed=11)
+    x = (x - x.min()) / (x.max() - x.min())  # all within [0, 1]
+    with pytest.warns(ConvergenceWarning, match=r"after 2 iterations.*already "
+                      r"within \[-1, 1\]; raise max_iter \(for example max_iter=4\)"
+                      ) as record:
+        SoftmaxRegression(max_iter=2).fit(x, y)
+    assert "255" not in str(record[0].message)
+
+
+def test_convergence_hint_names_the_largest_value_of_unscaled_inputs():
+    x, y = make_data(seed=11)
+    x = x * 100.0
+    with pytest.warns(ConvergenceWarning, match=r"largest \|value\| in X is "
+                      r"617\. Scale the inputs \(for example divide "
+                      r"pixel values by 255"):
+        SoftmaxRegression(max_iter=2).fit(x, y)
 
 
 def test_lbfgs_history_and_stop_reason():
@@ -310,6 +387,20 @@ def test_wrong_feature_count_at_predict():
 def test_one_dimensional_x_gets_a_reshape_hint():
     with pytest.raises(DataError, match=r"2-D array.*got 1-D.*reshape\(-1, 1\)"):
         SoftmaxRegression().fit(np.arange(4.0), [0, 1, 0, 1])
+
+
+def test_image_stack_gets_a_flattening_hint():
+    images = np.zeros((6, 28, 28))
+    with pytest.raises(DataError, match=r"got 3-D with shape \(6, 28, 28\).*"
+                       r"X\.reshape\(len\(X\), -1\) gives shape \(6, 784\)"):
+        SoftmaxRegression().fit(images, [0, 1, 0, 1, 0, 1])
+
+
+def test_non_finite_feature_found_beyond_the_first_scanned_block():
+    x = np.ones((5000, 2))
+    x[4500, 1] = np.nan
+    with pytest.raises(DataError, match=r"first at row 4500, column 1"):
+        SoftmaxRegression().fit(x, np.arange(5000) % 2)
 
 
 def test_unfitted_model_raises_not_fitted():

@@ -189,6 +189,22 @@ def test_too_short_for_a_header(write, data):
         read_idx(path)
 
 
+@pytest.mark.parametrize("n_dims", [65, 255])
+def test_more_dimensions_than_numpy_allows(write, n_dims):
+    # every dimension 1: the declared size is tiny, only the count is wrong
+    header = bytes([0, 0, 0x08, n_dims]) + struct.pack(f">{n_dims}I", *[1] * n_dims)
+    path = write("deep", header + b"\x07")
+    with pytest.raises(DataError, match=f"declares {n_dims} dimensions, more than"):
+        read_idx(path)
+
+
+def test_empty_shape_beyond_numpy_index_range(write):
+    header = bytes([0, 0, 0x08, 4]) + struct.pack(">4I", 0, *[2**32 - 1] * 3)
+    path = write("empty-but-huge", header)
+    with pytest.raises(DataError, match="which no array can have"):
+        read_idx(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="nope: no such file"):
         read_idx(tmp_path / "nope")

@@ -325,3 +325,138 @@ def test_validation_split_is_shuffled_with_the_seed_not_the_tail():
     np.testing.assert_array_equal(_split_indices(100, 0.2, seed=0)[1], val)
     with pytest.raises(sr.errors.DataError, match="need at least one on each side"):
         _split_indices(1, 0.5, seed=0)
+
+
+# -- engine settings and Keras names ---------------------------------------------------
+
+def _trained_weights(monkeypatch, threads, dtype, optimizer):
+    monkeypatch.setenv("SOFTMAXREG_OPTIMIZER_THREADS", str(threads))
+    x, y = blobs(n=96, dtype=dtype)
+    model = sr.Sequential([layers.Dense(4096, activation="relu"),  # > 32768 params
+                           layers.Dense(3, activation="softmax")], dtype=dtype)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, seed=4)
+    return model.get_weights_dict(), model.optimizer.get_state()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_two_optimizer_threads_are_bit_identical_to_one(monkeypatch, dtype,
+                                                        optimizer):
+    one = _trained_weights(monkeypatch, 1, dtype, optimizer)
+    two = _trained_weights(monkeypatch, 2, dtype, optimizer)
+    for first, second in zip(one, two):
+        assert set(first) == set(second)
+        for name in first:
+            np.testing.assert_array_equal(first[name], second[name])
+    assert threading_helpers_stopped()
+
+
+def threading_helpers_stopped():
+    import threading
+    return not any(t.name == "softmaxreg-optimizer" for t in threading.enumerate())
+
+
+def test_bad_thread_setting_names_the_variable(monkeypatch):
+    monkeypatch.setenv("SOFTMAXREG_OPTIMIZER_THREADS", "4")
+    x, y = blobs(n=20)
+    model = mlp()
+    model.compile()
+    with pytest.raises(ValueError, match=r"SOFTMAXREG_OPTIMIZER_THREADS: expected 1 "
+                                         r"or 2 \(threads\); got '4'"):
+        model.fit(x, y, verbose=0, seed=0)
+
+
+@pytest.mark.parametrize("name", ["acc", "sparse_categorical_accuracy", "accuracy"])
+def test_accuracy_metric_logged_under_the_name_given(name):
+    x, y = blobs(n=60)
+    model = mlp()
+    model.compile(metrics=[name])
+    history = model.fit(x, y, epochs=2, verbose=0, seed=0,
+                        validation_data=(x[:20], y[:20]))
+    assert set(history.history) == {"loss", name, "val_loss", "val_" + name,
+                                    "epoch_seconds"}
+    loss, accuracy = model.evaluate(x, y)
+    assert accuracy == pytest.approx(np.mean(model.predict(x).argmax(1) == y))
+    assert sr.Sequential.from_config(model.get_config()).metrics == [name]
+
+
+def test_unknown_metric_lists_the_accepted_names():
+    with pytest.raises(ValueError, match="unknown metric 'f1'.*accuracy, named one of "
+                                         "accuracy, acc, sparse_categorical_accuracy"):
+        mlp().compile(metrics=["f1"])
+
+
+def test_model_save_and_keras_load_model_round_trip(tmp_path):
+    x, y = blobs(n=60)
+    model = mlp()
+    model.compile(metrics=["accuracy"])
+    model.fit(x, y, epochs=1, verbose=0, seed=0)
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    loaded = sr.keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert isinstance(loaded, sr.Sequential) and loaded.metrics == ["accuracy"]
+    assert sr.keras.models.load_model is sr.models.load_model
+
+
+def test_keras_namespace_lists_no_implementation_modules():
+    names = dir(sr.keras)
+    assert "importlib" not in names and "_importlib" not in names
+    assert {"Sequential", "layers", "models", "datasets"} <= set(names)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prescaled_step_matches_the_plain_step(dtype):
+    # the model folds gradient_scale() into the loss gradient: same update
+    rng = np.random.default_rng(0)
+    params = rng.normal(size=50).astype(dtype)
+    grads = rng.normal(size=50).astype(dtype)
+    for make in (lambda: sr.optimizers.Adam(0.01),
+                 lambda: sr.optimizers.SGD(0.1, momentum=0.9)):
+        plain, folded = make(), make()
+        plain.build(50, dtype)
+        folded.build(50, dtype)
+        a, b = params.copy(), params.copy()
+        for _ in range(3):
+            plain.step(a, grads)
+            folded.step(b, grads * dtype(folded.gradient_scale()), prescaled=True)
+        np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        for name, state in plain.get_state().items():
+            np.testing.assert_allclose(state, folded.get_state()[name], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_single_sample_predict_fast_path_matches_batch(dtype):
+    x, y = blobs(n=40)
+    model = mlp(dtype=dtype)
+    model.compile()
+    model.fit(x, y, verbose=0, seed=0)
+    batch = model.predict(x.astype(np.float64))
+    one = model.predict(x[3].astype(np.float64))
+    assert one.shape == (1, 3) and one.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(one[0], batch[3], rtol=1e-6)
+    np.testing.assert_allclose(one.sum(), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", [sr.optimizers.SGD(0.5), sr.optimizers.Adam(0.1)],
+                         ids=repr)
+def test_one_fit_step_is_one_optimizer_step_on_the_true_gradient(optimizer):
+    # fit folds the optimizer's gradient scale into the loss and L2 gradients;
+    # the update must equal the plain step on loss_and_gradients' gradient
+    x, y = blobs(n=16, dtype=np.float64)
+    model = mlp(dtype="float64", l2=0.05)
+    model.compile(optimizer=optimizer)
+    model.build(x.shape[1:], seed=2)
+    before = model.get_weights_dict()
+    _, grads = model.loss_and_gradients(x, y)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, seed=2)
+
+    reference = type(optimizer)(**{k: v for k, v in optimizer.get_config().items()
+                                   if k != "class_name"})
+    names = list(before)
+    flat = np.concatenate([before[n].ravel() for n in names])
+    reference.build(flat.size, np.float64)
+    reference.step(flat, np.concatenate([grads[n].ravel() for n in names]))
+    after = np.concatenate([w.ravel() for w in model.get_weights_dict().values()])
+    np.testing.assert_allclose(after, flat, rtol=1e-12, atol=1e-15)

@@ -1,4 +1,4 @@
-"""Tests of prepare_image: MNIST- or Fashion-MNIST-like 28x28 images from any picture."""
+"""Tests of prepare_image: MNIST- or Fashion-MNIST-like 28x28 images from pictures."""
 
 import io
 import os

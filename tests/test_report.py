@@ -152,6 +152,11 @@ def test_without_history_there_are_no_curves(toy, tmp_path):
     assert "training_curves" not in paths
     assert not (tmp_path / "training_curves.png").exists()
     assert "training_curves.png" not in (tmp_path / "report.html").read_text()
+    # Without info, the page says what it does not know.
+    cells = _html_metrics(tmp_path / "report.html")
+    assert cells["info.model_path"] == "not given"
+    assert cells["info.n_samples"] == str(len(y))
+    assert "No training record was given" in (tmp_path / "report.html").read_text()
 
 
 def test_weight_templates_only_for_a_model_without_hidden_layer(toy, tmp_path):
@@ -221,7 +226,8 @@ def test_missing_matplotlib_says_how_to_install(toy, tmp_path, monkeypatch):
     x, y, model = toy
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'softmaxreg\[report\]'"):
+    install = r"pip install 'softmaxreg\[report\]'"
+    with pytest.raises(MissingDependencyError, match=install):
         write_report(model, x, y, tmp_path)
 
 
@@ -307,7 +313,7 @@ def test_estimator_lbfgs_history_is_recognised(tmp_path):
     assert len(panel[3][0][1]) == estimator.n_iter_
 
 
-def test_epoch_history_without_accuracy_omits_that_panel(toy, tmp_path):
+def test_epoch_history_without_accuracy_omits_that_panel(toy):
     from softmaxreg import report
 
     x, y, model = toy
@@ -315,8 +321,8 @@ def test_epoch_history_without_accuracy_omits_that_panel(toy, tmp_path):
     panels = report._curve_panels(history, report._iteration_based(model, history))
     assert [panel[0] for panel in panels] == ["Cross-entropy loss per epoch"]
     assert [name for name, _ in panels[0][3]] == ["training", "validation"]
-    notes = write_report(model, x, y, tmp_path, history=history)["notes"]
-    assert any("holds no accuracy" in note for note in notes)
+    context = report._Context(model, history, {}, {})
+    assert any("holds no accuracy" in note for note in report._curve_notes(context))
     assert len(report._curve_panels(_HISTORY, False)) == 2
 
 
@@ -358,7 +364,8 @@ def _context_for(n_classes, n_samples=2000, boost=3.0, seed=0):
     logits = rng.normal(size=(n_samples, n_classes))
     logits[np.arange(n_samples), y] += boost
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    metrics = classification_metrics(y, proba, [f"class {k}" for k in range(n_classes)])
+    names = [f"class {k}" for k in range(n_classes)]  # as long as Fashion-MNIST's
+    metrics = classification_metrics(y, proba, names)
     return report._Context(object(), None, {}, metrics)
 
 
@@ -369,6 +376,7 @@ def test_confusion_matrix_scales_with_the_class_count():
     assert len(few.axes[0].texts) == 100  # one count per cell
     assert len(few.axes[0].get_xticklabels()) == 10
     assert "square-root colour scale" in few.axes[1].get_ylabel()
+    assert _overlapping_tick_labels(few) == []
 
     context = _context_for(51)
     many = _drawn(report._draw_confusion, context)
@@ -393,14 +401,31 @@ def test_reliability_tick_labels_do_not_collide():
         assert "0" not in labels and labels[0] == "1"
 
 
-def test_weight_templates_of_many_classes_have_room(tmp_path):
-    rng = np.random.default_rng(3)
-    model = _LinearModel(rng.normal(size=(784, 51)), np.zeros(51))
-    x = rng.normal(size=(300, 28, 28))
-    y = model.predict_proba(x).argmax(axis=1)
-    path = write_report(model, x, y, tmp_path)["paths"]["weights"]
-    with Image.open(path) as image:
-        assert image.size == figure_pixels("weights")
+def _overlapping_titles(figure):
+    renderer = figure.canvas.get_renderer()
+    boxes = [(axes.get_title(), axes.title.get_window_extent(renderer))
+             for axes in figure.axes if axes.get_title()]
+    boxes += [(f"image {index}", axes.get_images()[0].get_window_extent(renderer))
+              for index, axes in enumerate(figure.axes) if axes.get_images()]
+    return [(a, b) for i, (a, box_a) in enumerate(boxes)
+            for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+
+
+@pytest.mark.parametrize("n_classes", [10, 51])
+def test_weight_templates_of_many_classes_have_room(n_classes):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from softmaxreg import report
+
+    templates = np.random.default_rng(3).normal(size=(n_classes, 28, 28))
+    figure = Figure(figsize=report.FIGURE_SIZES["weights"], dpi=report.DPI)
+    FigureCanvasAgg(figure)
+    names = {"class_names": [str(k) for k in range(n_classes)]}
+    report._draw_templates(figure, templates, names)
+    figure.canvas.draw()
+    assert sum(len(axes.get_images()) for axes in figure.axes) == n_classes
+    assert _overlapping_titles(figure) == []
 
 
 # ------------------------------------------------ model and data
@@ -434,15 +459,6 @@ def test_model_and_data_section_and_captions(toy, tmp_path, dtype):
         f"model m.safetensors  |  evaluated on mnist test  |  {len(y)} samples"]
     assert "interrupted" in report._training_caption(context)
     assert "seed 7" in report._training_caption(context)
-
-
-def test_without_info_the_page_says_what_is_unknown(toy, tmp_path):
-    x, y, model = toy
-    write_report(model, x, y, tmp_path)
-    cells = _html_metrics(tmp_path / "report.html")
-    assert cells["info.model_path"] == "not given"
-    assert cells["info.n_samples"] == str(len(y))
-    assert "No training record was given" in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.parametrize("info, error, match", [
@@ -491,3 +507,22 @@ def test_files_are_replaced_whole_or_not_at_all(toy, tmp_path, monkeypatch):
         assert Path(first[name]).read_bytes() == before[name]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_mistake_titles_with_long_class_names_stay_apart(toy):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from softmaxreg import report
+
+    x, y, model = toy
+    proba = model.predict_proba(x)
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+             "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    context = report._Context(model, None, {}, classification_metrics(y, proba, names))
+    figure = Figure(figsize=report.FIGURE_SIZES["mistakes"], dpi=report.DPI)
+    FigureCanvasAgg(figure)
+    report._draw_mistakes(figure, x, y, proba, context)
+    figure.canvas.draw()
+    assert sum(len(axes.get_images()) for axes in figure.axes) == report.N_MISTAKES
+    assert _overlapping_titles(figure) == []

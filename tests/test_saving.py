@@ -616,13 +616,15 @@ def test_stale_temporaries_of_the_same_target_are_removed(tmp_path):
     fresh = tmp_path / ".m.safetensors.live5678.tmp"  # maybe another writer's
     other = tmp_path / ".other.safetensors.dead1234.tmp"
     unrelated = tmp_path / "m.safetensors.dead.tmp"  # not our pattern
-    for leftover in (stale, fresh, other, unrelated):
+    longer = tmp_path / ".m.safetensors.gz.dead1234.tmp"  # m.safetensors.gz's
+    for leftover in (stale, fresh, other, unrelated, longer):
         leftover.write_bytes(b"partial")
         if leftover is not fresh:
             os.utime(leftover, (old, old))
     saving.save_model(_trained(), tmp_path / "m.safetensors")
     assert not stale.exists()
     assert fresh.exists() and other.exists() and unrelated.exists()
+    assert longer.exists()
 
 
 def test_stale_temporaries_with_glob_characters_in_the_name(tmp_path):
@@ -647,8 +649,10 @@ def test_stale_temporaries_with_glob_characters_in_the_name(tmp_path):
         (lambda d: d.update(preprocessing="x"), "preprocessing", "expected an object"),
         (lambda d: d["preprocessing"].update(input_scale="1/255"),
          "preprocessing.input_scale", "finite number > 0"),
-        (lambda d: d["preprocessing"].update(input_scale=0), "preprocessing.input_scale", "> 0"),
-        (lambda d: d["preprocessing"].update(input_scale=10**400), "preprocessing.input_scale", "> 0"),
+        (lambda d: d["preprocessing"].update(input_scale=0),
+         "preprocessing.input_scale", "> 0"),
+        (lambda d: d["preprocessing"].update(input_scale=10**400),
+         "preprocessing.input_scale", "> 0"),
         (lambda d: d["preprocessing"].update(input_shape=[3, 3]),
          "preprocessing.input_shape", r"holds 9 values .* takes 4 features"),
         (lambda d: d["preprocessing"].update(input_shape=[1, 1, 2, 2]),

@@ -918,8 +918,9 @@ class _EpochRecorder:
     def interrupted_at(self, interrupt):
         """{"epoch": e, "step": s} (e counted from 1) for a mid-epoch stop, else None.
 
-        The engine names the last step done in its KeyboardInterrupt message;
-        a second Ctrl-C carries no message, and the step is then None.
+        NOTE: the step is read from the engine's KeyboardInterrupt message
+        ("... after step N"), the only place it is given; a second Ctrl-C
+        carries no message, and the step is then None.
         """
         if self.epoch_running is None:
             return None
@@ -1176,6 +1177,12 @@ def _run_report(args):
         out_dir,
         history=history,
         class_names=_class_names(model, data),
+        info={
+            "model_path": str(args.model_path),
+            "dataset": f"{data.name} (test split)",
+            "n_samples": len(data.y_test),
+            "provenance": _provenance(model) or None,
+        },
     )
     if args.json:
         _print_json({"out_dir": str(out_dir), **(result or {})})

@@ -6,6 +6,12 @@ Design of the loop (the speed of the library lives here):
   optimizer makes one vectorised update per step; there are two such vectors
   and each step writes the new weights into the other one, so the previous
   weights survive a step that diverges, at no extra cost;
+- the optimizer's constant gradient factor (its learning rate for SGD,
+  1 - beta_1 for Adam) is folded into the loss gradient, saving it a pass;
+  its update may be split across two threads (``OPTIMIZER_THREADS``);
+- a batch whose loss is non-finite or 1000 times that of the first batch (or
+  of a uniform guess) stops training as diverged: the stable loss stays
+  finite while the weights blow up, so NaN alone would miss it;
 - batches are gathered by index and converted to the model's dtype (float32 by
   default) one batch at a time: the training set is never copied whole;
 - work arrays are kept per batch size, so a step allocates almost nothing;
@@ -53,7 +59,7 @@ _PREDICT_BATCH = 1024
 BLAS_THREADS = 1
 # The optimizer's update (element-wise, the largest part of a step) is split
 # across this many threads, 1 or 2; SOFTMAXREG_OPTIMIZER_THREADS overrides it.
-OPTIMIZER_THREADS = 2
+OPTIMIZER_THREADS = 1
 # Training stops as diverged when a batch's mean loss exceeds this many times
 # the larger of ln(n_classes) (a uniform guess) and the first batch's loss.
 DIVERGENCE_FACTOR = 1e3
@@ -244,9 +250,8 @@ class _LearningMonitor:
     """Warn once when two epochs in a row show the model is not learning.
 
     Either the loss sits at ln(n_classes), the loss of a uniform guess, or it
-    stays far above it without improving: the stable loss keeps it finite
-    even when the weights blow up, so divergence often shows this way rather
-    than as NaN.
+    stays far above it without improving (a learning rate too large, but not
+    large enough to cross the divergence limit, which stops training).
     """
 
     def __init__(self, n_classes, learning_rate):
@@ -317,6 +322,8 @@ class Sequential:
         self.metadata_ = {}
         self._params = None
         self._batch_buffers = {}  # work arrays by batch size, reused across steps
+        self._grad_scale = self._grad_scale_fit = 1.0  # the optimizer's, in fit
+        self._loss_limit = None  # the divergence limit of the current fit
         for layer in layers or ():
             self.add(layer)
 
@@ -559,6 +566,7 @@ class Sequential:
         finally:
             progress.close()
             self._release_buffers()
+            self._grad_scale_fit = 1.0
             self._set_grad_scale(1.0)
         for callback in callbacks:
             callback.on_train_end()
@@ -582,6 +590,7 @@ class Sequential:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         seed = _check_int("seed", seed, 0)
+        threads = _thread_setting("SOFTMAXREG_OPTIMIZER_THREADS", OPTIMIZER_THREADS)
 
         x, targets, labels, value_range = self._training_arrays(x, y)
         train_idx, val = np.arange(x.shape[0]), None
@@ -598,10 +607,11 @@ class Sequential:
                 or optimizer._scratch.dtype != self.dtype:
             optimizer.build(self._grads.size, self.dtype)
         self._record_input_range(value_range)
-        self._set_grad_scale(optimizer.gradient_scale())
+        self._grad_scale_fit = optimizer.gradient_scale()
+        self._set_grad_scale(self._grad_scale_fit)
         self._loss_limit = None
-        return {"threads": _thread_setting("SOFTMAXREG_OPTIMIZER_THREADS",
-                                           OPTIMIZER_THREADS), "x": x, "targets": targets, "labels": labels, "train_idx": train_idx,
+        return {"threads": threads, "x": x, "targets": targets, "labels": labels,
+                "train_idx": train_idx,
                 "val": val, "batch_size": batch_size, "epochs": epochs,
                 "initial_epoch": initial_epoch, "seed": seed,
                 "verbose": 1 if verbose == "auto" else verbose,
@@ -805,8 +815,12 @@ class Sequential:
         self._require_built("loss_and_gradients")
         x = self._samples(x)
         targets, labels = self._targets(y, x.shape[0])
-        loss_sum, _ = self._gradients(self._batch(x, np.arange(x.shape[0])), targets,
-                                      labels, False, False)
+        self._set_grad_scale(1.0)  # true gradients, even from a callback inside fit
+        try:
+            loss_sum, _ = self._gradients(self._batch(x, np.arange(x.shape[0])),
+                                          targets, labels, False, False)
+        finally:
+            self._set_grad_scale(self._grad_scale_fit)
         grads = {f"layers.{index}.{pname}": array.copy()
                  for index, views in self._grad_views.items()
                  for pname, array in views.items()}

@@ -478,15 +478,15 @@ def _confusion_counts(axes, confusion, share):
 def _confusion_ticks(axes, names):
     """Every class's name up to 20 classes, else every k-th; upright x labels.
 
-    Labels stand vertical beyond 10 classes so that long names never run into
-    their neighbours.
+    x labels stand vertical beyond 10 classes or 4 characters, so that long
+    names never run into their neighbours.
     """
     n_classes = len(names)
     step = math.ceil(n_classes / MAX_CLASSES_WITH_COUNTS)
     ticks = np.arange(0, n_classes, step)
     shown = [names[index] for index in ticks]
     size = 10 if n_classes <= 10 else 8
-    if n_classes <= 10:
+    if n_classes <= 10 and max(len(name) for name in shown) <= 4:
         axes.set_xticks(ticks, shown, fontsize=size)
     else:
         axes.set_xticks(ticks, shown, fontsize=size, rotation=90)
@@ -504,7 +504,7 @@ def _draw_mistakes(figure, x, labels, proba, context):
     chosen = _most_confident_mistakes(labels, proba, N_MISTAKES)
     side = int(np.ceil(np.sqrt(N_MISTAKES)))
     grid = figure.subplots(side, side, gridspec_kw={
-        "left": 0.02, "right": 0.98, "bottom": 0.04, "top": 0.9, "hspace": 0.45})
+        "left": 0.02, "right": 0.98, "bottom": 0.03, "top": 0.88, "hspace": 0.6})
     names = context.metrics["class_names"]
     low, high = float(x.min()), float(x.max())  # one grey scale for all cells
     high = high if high > low else low + 1.0
@@ -515,8 +515,9 @@ def _draw_mistakes(figure, x, labels, proba, context):
         predicted = int(proba[index].argmax())
         # Dark ink on white, as on paper.
         axes.imshow(image, cmap="gray_r", vmin=low, vmax=high)
+        # One line each, so that long class names stay inside their cell.
         axes.set_title(
-            f"true {names[labels[index]]}, pred {names[predicted]}\n"
+            f"true {names[labels[index]]}\npred {names[predicted]}\n"
             f"p = {proba[index, predicted]:.3f}", fontsize=8)
     figure.suptitle(
         f"The {len(chosen)} most confident mistakes" if len(chosen)
@@ -594,7 +595,7 @@ def _draw_bin_counts(axes, centres, width, count):
     for centre, value in zip(centres, count):
         if value:
             axes.text(centre, value * 1.15, f"{value}", ha="center", va="bottom",
-                      fontsize=6)
+                      fontsize=7)
     axes.set_xlabel("confidence (highest predicted probability)")
     axes.set_ylabel("samples (log)")
 

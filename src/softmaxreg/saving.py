@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import struct
 import time
@@ -387,18 +388,26 @@ def create_temporary(target, suffix):
 def remove_stale_temporaries(target, suffix, max_age=None):
     """Delete ``.<target name>.*<suffix>`` files older than ``max_age`` seconds.
 
-    Only temporary files of ``target`` itself are considered; errors (a file
-    removed meanwhile, no permission) are ignored.
+    Only temporary files of ``target`` itself are considered, those whose
+    random part has the 8 characters that :func:`create_temporary` (and
+    :func:`tempfile.mkstemp`, used before) put there: the leftovers of
+    ``m.safetensors`` are not those of ``m``. Errors (a file removed
+    meanwhile, no permission) are ignored.
     """
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
     max_age = STALE_TEMPORARY_SECONDS if max_age is None else max_age
     cutoff = time.time() - max_age
+    own = re.compile(
+        rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}{re.escape(suffix)}"
+    )
     try:
         candidates = list(folder.glob(f".{glob.escape(target.name)}.*{suffix}"))
     except OSError:
         return
     for candidate in candidates:
+        if not own.fullmatch(candidate.name):
+            continue
         try:
             if candidate.is_file() and candidate.stat().st_mtime < cutoff:
                 candidate.unlink()
@@ -588,8 +597,10 @@ def _model_sizes(model):
         n_classes = len(classes) if classes is not None else model.n_classes
     except (AttributeError, TypeError, ValueError):
         n_classes = None
-    as_int = lambda value: value if _is_int(value) else None  # noqa: E731
-    return as_int(n_features), as_int(n_classes)
+    return (
+        n_features if _is_int(n_features) else None,
+        n_classes if _is_int(n_classes) else None,
+    )
 
 
 def _is_int(value):

@@ -187,17 +187,26 @@ class SoftmaxObjective:
     def _build_preconditioner(self):
         """Set ``T = (k cov + lam I)^(-1/2)``, its inverse and the intercept scale."""
         stride = max(1, self.x.shape[0] // PRECONDITION_ROWS)
-        sample = self.x[::stride]
-        if self.center is not None:
-            sample = sample - self.center.astype(sample.dtype)
-        weights = (np.ones(sample.shape[0]) if self.sample_weight is None
-                   else self.sample_weight[::stride].astype(np.float64))
-        if weights.sum() <= 0:  # every sampled row weighs zero: skip it
-            return
-        scaled = sample * np.sqrt(weights / weights.sum()).astype(sample.dtype)[:, None]
+        sample = self.x[::stride]  # a view: no copy unless weighted
+        if self.sample_weight is None:
+            share = np.full(sample.shape[0], 1.0 / sample.shape[0])
+            rows = sample
+        else:
+            share = self.sample_weight[::stride].astype(np.float64)
+            if share.sum() <= 0:  # every sampled row weighs zero: skip it
+                return
+            share /= share.sum()
+            rows = sample * np.sqrt(share).astype(sample.dtype)[:, None]
         with _one_blas_thread():
-            cov = (scaled.T @ scaled).astype(np.float64)  # (n_features, n_features)
-            eigenvalues, eigenvectors = np.linalg.eigh(cov)
+            # Second moment sum_i share_i x_i x_i^T, (n_features, n_features);
+            # minus the outer product of the sample mean it is the covariance.
+            moment = (rows.T @ rows).astype(np.float64)
+            if rows is sample:
+                moment *= share[0]
+            if self.center is not None:
+                mean = (share.astype(sample.dtype) @ sample).astype(np.float64)
+                moment -= np.outer(mean, mean)
+            eigenvalues, eigenvectors = np.linalg.eigh(moment)
         # Symmetric inverse square root through the eigenvectors; the floor
         # keeps T finite when C is huge and a feature is constant.
         curvature = CURVATURE * np.maximum(eigenvalues, 0.0) + 1.0 / (

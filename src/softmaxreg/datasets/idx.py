@@ -118,7 +118,15 @@ def _read_stream(stream, path, disk_size, is_gzip, magic, sha256, size):
     _check_fits(path, shape, total, disk_size, is_gzip)
 
     digest = hashlib.sha256(header) if sha256 else None
-    array = np.empty(shape, dtype)
+    try:
+        array = np.empty(shape, dtype)
+    except ValueError:
+        # An empty dimension next to ones whose product overflows NumPy's
+        # index range: no bytes are declared, yet no array can have the shape.
+        raise DataError(
+            f"{path}: header declares shape {shape}, which no array can have; "
+            "the file is corrupt or not IDX"
+        ) from None
     _fill(stream, array, path, digest, total)
     _check_nothing_left(stream, path, total, is_gzip)
 
@@ -129,6 +137,11 @@ def _read_stream(stream, path, disk_size, is_gzip, magic, sha256, size):
             "version: delete it and get it again"
         )
     return array
+
+
+# NumPy's limit on the number of array dimensions (numpy 2); the format's
+# one-byte count allows up to 255.
+_MAX_DIMS = 64
 
 
 def _read_header(stream, path, magic):
@@ -146,6 +159,11 @@ def _read_header(stream, path, magic):
         raise DataError(_bad_magic_message(path, head, magic))
 
     n_dims = head[3]
+    if n_dims > _MAX_DIMS:
+        raise DataError(
+            f"{path}: header declares {n_dims} dimensions, more than the "
+            f"{_MAX_DIMS} an array may have; the file is corrupt or not IDX"
+        )
     dims_bytes = stream.read(4 * n_dims)
     if len(dims_bytes) < 4 * n_dims:
         raise DataError(

@@ -1,8 +1,12 @@
 """Where dataset files are looked for, in order.
 
 1. an explicit ``data_dir`` (the CLI's ``--data-dir``): ``data_dir/<name>/`` or
-   ``data_dir`` itself;
-2. the folder named by ``SOFTMAXREG_DATA``: ``$SOFTMAXREG_DATA/<name>/``;
+   ``data_dir`` itself. It must exist (:func:`check_data_dir`): a folder
+   named on purpose that is missing is an error, not a reason to look
+   elsewhere;
+2. the folder named by ``SOFTMAXREG_DATA``: ``$SOFTMAXREG_DATA/<name>/``. As an
+   environment default it may be missing; the search goes on, and a
+   not-found message mentions it;
 3. the user cache: ``$XDG_CACHE_HOME/softmaxreg/<name>/``, else
    ``~/.cache/softmaxreg/<name>/`` (the only place downloads go to, and the
    only place a corrupt file is ever deleted from);
