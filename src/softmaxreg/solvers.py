@@ -43,6 +43,8 @@ BLOCK_ROWS = 2048
 # skipped above PRECONDITION_MAX_FEATURES features, where the eigendecomposition
 # (n_features^3) would cost more than the iterations it saves.
 CURVATURE = 0.03
+# Correction pairs L-BFGS keeps (SciPy's default); see fit_lbfgs.
+LBFGS_MEMORY = 10
 PRECONDITION_ROWS = 20_000
 PRECONDITION_MAX_FEATURES = 2048
 
@@ -278,14 +280,14 @@ class SoftmaxObjective:
         penalty = np.sum(coef64 * coef64) / (2 * self.C)
         grad_coef = (grad_coef + coef64 / self.C) / self.weight_sum
         grad_intercept = grad_intercept / self.weight_sum
+        largest = 0.0
         if self.fit_intercept:
-            grad_coef -= np.outer(grad_intercept, self.center)  # (n_classes, n_features)
-        self.last_gradient_max = float(np.abs(grad_coef).max())
-        if self.fit_intercept:
-            self.last_gradient_max = max(self.last_gradient_max,
-                                         float(np.abs(grad_intercept).max()))
-        return (loss + penalty) / self.weight_sum, self._solver_gradient(
-            grad_coef, grad_intercept)
+            # (n_classes, n_features)
+            grad_coef -= np.outer(grad_intercept, self.center)
+            largest = float(np.abs(grad_intercept).max())
+        self.last_gradient_max = max(largest, float(np.abs(grad_coef).max()))
+        loss = (loss + penalty) / self.weight_sum
+        return loss, self._solver_gradient(grad_coef, grad_intercept)
 
     def _solver_gradient(self, grad_coef, grad_intercept):
         """Chain rule from the model's (centred) coordinates to the solver's.
@@ -420,7 +422,8 @@ def fit_lbfgs(objective, params0, max_iter, tol, verbose=0, first_iteration=0):
         result = scipy.optimize.minimize(
             objective.loss_and_grad, params0, method="L-BFGS-B", jac=True,
             callback=record,
-            options={"maxiter": max_iter, "gtol": 0.0, "ftol": ftol, "maxls": 50},
+            options={"maxiter": max_iter, "gtol": 0.0, "ftol": ftol, "maxls": 50,
+                     "maxcor": LBFGS_MEMORY},
         )
     message = str(result.message)
     if met:
