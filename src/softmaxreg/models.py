@@ -64,8 +64,9 @@ OPTIMIZER_THREADS = 1
 # the larger of ln(n_classes) (a uniform guess) and the first batch's loss.
 DIVERGENCE_FACTOR = 1e3
 # Predictions on fewer samples than this skip the BLAS thread limit, whose
-# set-up costs more than such a small product.
-_SMALL_PREDICT = 64
+# set-up (~100 us) costs more than their product: OpenBLAS runs products of
+# 1 or 2 rows (under ~2.6e5 multiply-adds) on one thread anyway.
+_SMALL_PREDICT = 3
 _CONFIG_KEYS = {"class_name", "name", "dtype", "input_shape", "layers", "loss",
                 "metrics", "optimizer", "n_classes", "input_range"}
 
@@ -542,6 +543,14 @@ class Sequential:
         KeyboardInterrupt
             On Ctrl-C, after the step in progress; ``model.history`` holds the
             finished epochs.
+
+        Notes
+        -----
+        Threads: SOFTMAXREG_OPTIMIZER_THREADS=2 splits the optimizer's update
+        across two threads (same results, bit for bit) and
+        SOFTMAXREG_BLAS_THREADS=2 lets BLAS use two; both default to 1, which
+        was faster on a 2-core machine shared with other work. Try 2 on an
+        otherwise idle machine.
         """
         self._require_compiled("fit")
         plan = self._prepare_fit(x, y, batch_size, epochs, verbose, callbacks,
@@ -883,7 +892,8 @@ class Sequential:
         else:
             with _blas_threads():
                 probs = self._outputs(x, np.arange(x.shape[0]), batch_size)
-        if isinstance(self.layers[-1].activation, _activations.Linear):
+        head = getattr(self.layers[-1], "activation", None)
+        if isinstance(head, _activations.Linear):  # logits to probabilities
             probs = ops.softmax(probs, out=probs)
         return probs
 
