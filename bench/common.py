@@ -133,10 +133,14 @@ def softmax_objective(coef, intercept, x, y, C):
     """
     coef = np.asarray(coef, dtype=np.float64)
     intercept = np.asarray(intercept, dtype=np.float64)
-    logits = x @ coef.T + intercept  # (n_samples, n_classes)
-    logits -= logits.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(logits).sum(axis=1))  # (n_samples,)
-    data_term = np.sum(log_norm - logits[np.arange(len(y)), y])
+    data_term = 0.0
+    for start in range(0, len(x), 4096):  # blocks: no float64 copy of the whole x
+        rows = slice(start, start + 4096)
+        logits = x[rows].astype(np.float64) @ coef.T + intercept  # (block, n_classes)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(logits).sum(axis=1))  # (block,)
+        picked = logits[np.arange(len(logits)), y[rows]]
+        data_term += float(np.sum(log_norm - picked))
     return float(data_term + np.sum(coef * coef) / (2.0 * C))
 
 

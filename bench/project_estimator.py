@@ -55,7 +55,9 @@ def trajectory(model, fit_seconds, n_samples):
     divided by the total sample weight (here ``n_samples``).
     """
     history = getattr(model, "history_", None) or {}
-    losses, seconds = history.get("loss", []), history.get("epoch_seconds", [])
+    # lbfgs records per-iteration values; the mini-batch solvers per-epoch ones
+    losses = history.get("iteration_loss") or history.get("loss", [])
+    seconds = history.get("iteration_seconds") or history.get("epoch_seconds", [])
     if not losses or len(losses) != len(seconds):
         return []
     elapsed = fit_seconds - sum(seconds)

@@ -87,6 +87,10 @@ def test_train_softmax_json(tmp_path, npz, capsys):
     provenance = loaded.metadata_["provenance"]
     assert provenance["dataset_fingerprint"].startswith("blocks.npz:sha256:")
     assert loaded.metadata_["preprocessing"]["input_shape"] == [28, 28]
+    # L-BFGS counts iterations, not epochs, and the record says so
+    assert "epochs" not in provenance
+    iterations = len(provenance["history"]["iteration_loss"])
+    assert provenance["iterations"] == summary["iterations"] == iterations > 0
 
 
 def test_train_text_output_names_the_saved_file(npz, capsys):

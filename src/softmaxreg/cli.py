@@ -210,8 +210,9 @@ def _add_train(commands):
         type=_positive_int,
         metavar="N",
         help="passes over the training set (default: 5); softmax with lbfgs "
-        f"ignores it and runs up to {LBFGS_MAX_ITER} iterations; with --resume, "
-        "a larger N extends the run to N epochs in all",
+        "ignores it and stops at its tolerance, after at most "
+        f"{LBFGS_MAX_ITER} iterations; with --resume, a larger N extends the run "
+        "to N epochs in all",
     )
     parser.add_argument(
         "--batch-size",
@@ -966,6 +967,8 @@ def _save_trained(outcome, options, data, output):
     }
     if outcome.interrupted_at is not None:
         provenance["interrupted_at"] = outcome.interrupted_at
+    if _counts_iterations(options):
+        provenance["iterations"] = provenance.pop("epochs")
     save_model(
         outcome.model,
         output,
@@ -980,6 +983,11 @@ def _save_trained(outcome, options, data, output):
     )
 
 
+def _counts_iterations(options):
+    """L-BFGS counts iterations over the whole set, not epochs."""
+    return options["model"] == "softmax" and options["optimizer"] == "lbfgs"
+
+
 def _report_training(args, options, data, outcome, output):
     if outcome.interrupted:
         _say(_interruption_note(outcome, output, args.checkpoint))
@@ -989,7 +997,8 @@ def _report_training(args, options, data, outcome, output):
         "model": _describe_model(options),
         "options": options,
         "history": outcome.history,
-        "epochs_done": outcome.epochs_done,
+        ("iterations" if _counts_iterations(options) else "epochs_done"):
+            outcome.epochs_done,
         "interrupted": outcome.interrupted,
         "interrupted_at": outcome.interrupted_at,
         "test_loss": _finite_or_none(outcome.test_loss),

@@ -665,7 +665,8 @@ def _model_and_data(context):
 
 _PROVENANCE_LABELS = {
     "dataset": "trained on", "dataset_fingerprint": "dataset fingerprint",
-    "seed": "seed", "epochs": "epochs", "interrupted": "interrupted",
+    "seed": "seed", "epochs": "epochs", "iterations": "L-BFGS iterations",
+    "interrupted": "interrupted",
     "train_seconds": "training time (s)", "test_loss": "test loss at training",
     "test_accuracy": "test accuracy at training",
 }
