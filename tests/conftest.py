@@ -36,3 +36,15 @@ def mnist(real_data_dir):
     from softmaxreg import datasets
 
     return datasets.load("mnist", data_dir=real_data_dir, download=False)
+
+
+def _hypothesis_profiles():
+    """Under CI the property-based tests draw the same examples on every run."""
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
+
+
+_hypothesis_profiles()

@@ -93,3 +93,9 @@ def test_registry_refuses_unknown_names():
     assert layers.get("Dense") is layers.Dense
     with pytest.raises(ValueError, match="unknown layer 'subprocess.Popen'"):
         layers.get("subprocess.Popen")
+
+
+@pytest.mark.parametrize("bad", [(28.0, 28), (float("inf"),), (28, True), (), "28"])
+def test_input_shape_must_be_whole_positive_ints(bad):
+    with pytest.raises(ValueError, match="input_shape: expected a tuple of positive ints"):
+        layers.Flatten(input_shape=bad)

@@ -20,15 +20,17 @@ def _check_shape_arg(name, value):
     if value is None:
         return None
     try:
-        shape = tuple(int(d) for d in value)
+        shape = tuple(value)
     except TypeError:
         shape = None
-    if not shape or any(d <= 0 for d in shape):
+    whole = all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                for d in shape or ())
+    if not shape or not whole or any(d <= 0 for d in shape):
         raise ValueError(
             f"{name}: expected a tuple of positive ints such as (28, 28); "
             f"got {value!r}"
         )
-    return shape
+    return tuple(int(d) for d in shape)
 
 
 class Layer:
