@@ -585,7 +585,9 @@ def _few(values, shown=10):
 
 
 def _scale(images, scale=INPUT_SCALE, dtype=np.float32):
-    return images.astype(dtype) * dtype(scale)
+    scaled = images.astype(dtype)  # one copy, scaled in place: no second temporary
+    scaled *= dtype(scale)
+    return scaled
 
 
 # ---------------------------------------------------------------------------
@@ -781,6 +783,7 @@ def _train(options, data, checkpoint_dir, resumed):
             outcome = _train_softmax(options, data, x_train)
         else:
             outcome = _train_mlp(options, data, x_train, checkpoint_dir, resumed)
+        del x_train  # free the float copy before the test split is scaled
         outcome.train_seconds = time.perf_counter() - started
         _check_finite(outcome.model, options)
         if not outcome.interrupted:
