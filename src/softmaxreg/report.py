@@ -549,11 +549,13 @@ def _draw_templates(figure, templates, metrics):
     for axes, template, name in zip(grid.ravel(), templates, names):
         # Symmetric scale per class: red pixels raise this class's score,
         # blue pixels lower it, white ones do not matter.
-        limit = float(np.abs(template).max()) or 1.0
+        # The 99th percentile, not the maximum: one extreme border pixel would
+        # otherwise wash out the rest of the template (beyond it colours clip).
+        limit = float(np.percentile(np.abs(template), 99)) or 1.0
         axes.imshow(template, cmap="RdBu_r", vmin=-limit, vmax=limit)
         axes.set_title(f"class {name}" if n_classes <= 10 else name, fontsize=size)
     figure.suptitle("Weight templates (red: evidence for the class, blue: against;"
-                    " each scaled to its own largest weight)")
+                    " each scaled to its own 99th percentile of |weight|)")
 
 
 def _draw_reliability(figure, context):
