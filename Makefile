@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: train test bench bench-quick install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/softmaxreg/_kernels.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,report]'
@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache src/softmaxreg/*.so
 
 # Side-by-side benchmarks (BENCHMARKS.md). Peers get their own environments under
 # bench/.venvs/ and are never installed for the tests. The data comes from

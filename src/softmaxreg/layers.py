@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from softmaxreg import activations as _activations
+from softmaxreg import kernels as _kernels
 
 __all__ = ["Layer", "Flatten", "Dense", "Rescaling", "Dropout", "get", "names"]
 
@@ -228,6 +229,19 @@ class Dense(Layer):
         self.units = int(units)
         self.activation = _activations.get(activation)
         self.l2 = float(l2)
+        # Set by the model when this layer's training inputs are mostly zeros and
+        # the compiled kernels can skip them (see kernels.py).
+        self.sparse_input = False
+        self._sparse = None
+        self._relu_fused = False
+
+    def _sparse_scratch(self, n_samples):
+        key = ("sparse", n_samples)
+        scratch = self._buffers.get(key)
+        if scratch is None:
+            scratch = self._buffers[key] = _kernels.SparseScratch(
+                n_samples, self.input_shape[0])
+        return scratch
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -264,26 +278,67 @@ class Dense(Layer):
         """
         n_samples = x.shape[0]
         z = self._buffer(("z", n_samples), (n_samples, self.units))
-        np.matmul(x, self.kernel, out=z)  # (n_samples, n_units)
-        z += self.bias
         self._x, self._z, self._logits_only = x, z, logits_only
-        if logits_only or isinstance(self.activation, _activations.Linear):
+        linear = logits_only or isinstance(self.activation, _activations.Linear)
+        self._sparse = None
+        if training and self.sparse_input and x.flags.c_contiguous:
+            # compiled: skip the zeros of x; ReLU applied in the same call
+            self._sparse = self._sparse_scratch(n_samples)
+            self._relu_fused = isinstance(self.activation, _activations.ReLU) and \
+                not logits_only
+            a = self._buffer(("a", n_samples), z.shape) if self._relu_fused else None
+            self._sparse.matmul(x, self.kernel, self.bias, z, relu=a)
+            self._a = z if linear else a
+            if linear or self._relu_fused:
+                return self._a
+        else:
+            np.matmul(x, self.kernel, out=z)  # (n_samples, n_units)
+            z += self.bias
+        if linear:
             self._a = z
             return z
         a = self._buffer(("a", n_samples), (n_samples, self.units))
         self._a = self.activation.forward(z, out=a)
         return self._a
 
+    def softmax_head(self, x, labels, grad_z, scale, need_input_grad):
+        """Forward and backward of this layer as the model's last, fused with
+        softmax and sparse cross-entropy, in one compiled call.
+
+        Writes ``scale`` times the gradients of the summed loss; returns
+        ``(loss_sum, n_correct, grad wrt x or None)``.
+        """
+        n_samples = x.shape[0]
+        z = self._buffer(("z", n_samples), (n_samples, self.units))
+        dh = None
+        if need_input_grad:
+            dh = self._buffer(("dx", n_samples), (n_samples, self.input_shape[0]))
+        scratch = self._buffer("head", (2, self.units, self.input_shape[0]))
+        loss_sum, correct = _kernels.softmax_head(
+            x, self.kernel, self.bias, labels, z, grad_z, self.grad_kernel,
+            self.grad_bias, dh, scratch, scale)
+        if self.l2:
+            self.grad_kernel += (2.0 * self.l2 * self.grad_scale) * self.kernel
+        return loss_sum, correct, dh
+
     def backward(self, grad_a, need_input_grad=True):
         """Write the parameter gradients; return the gradient wrt the input."""
-        if self._logits_only:
+        if self._sparse is not None and self._relu_fused:
+            # compiled: grad_a *= (z > 0) in place, then the bias and kernel gradients
             grad_z = grad_a
+            self._sparse.matmul_tn(grad_z, self.grad_kernel, self.grad_bias,
+                                   relu_z=self._z)
         else:
-            grad_z = self.activation.backward(grad_a, self._z, self._a)
-
-        # z = x W + b: dL/dW = x^T dL/dz, dL/db = column sums of dL/dz
-        np.matmul(self._x.T, grad_z, out=self.grad_kernel)  # (n_features, n_units)
-        np.add.reduce(grad_z, axis=0, out=self.grad_bias)  # (n_units,)
+            if self._logits_only:
+                grad_z = grad_a
+            else:
+                grad_z = self.activation.backward(grad_a, self._z, self._a)
+            # z = x W + b: dL/dW = x^T dL/dz, dL/db = column sums of dL/dz
+            if self._sparse is not None:
+                self._sparse.matmul_tn(grad_z, self.grad_kernel, self.grad_bias)
+            else:
+                np.matmul(self._x.T, grad_z, out=self.grad_kernel)  # (n_features, n_units)
+                np.add.reduce(grad_z, axis=0, out=self.grad_bias)  # (n_units,)
         if self.l2:
             self.grad_kernel += (2.0 * self.l2 * self.grad_scale) * self.kernel
         if not need_input_grad:

@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - exercised only without threadpoolctl
     threadpool_limits = None
 
 from softmaxreg import activations as _activations
+from softmaxreg import kernels as _kernels
 from softmaxreg import layers as _layers
 from softmaxreg import losses as _losses
 from softmaxreg import ops
@@ -325,6 +326,7 @@ class Sequential:
         self._batch_buffers = {}  # work arrays by batch size, reused across steps
         self._grad_scale = self._grad_scale_fit = 1.0  # the optimizer's, in fit
         self._loss_limit = None  # the divergence limit of the current fit
+        self._head_kernel = False  # the compiled last layer + loss, chosen in fit
         for layer in layers or ():
             self.add(layer)
 
@@ -616,6 +618,7 @@ class Sequential:
                 or optimizer._scratch.dtype != self.dtype:
             optimizer.build(self._grads.size, self.dtype)
         self._record_input_range(value_range)
+        self._choose_kernels(x, labels)
         self._grad_scale_fit = optimizer.gradient_scale()
         self._set_grad_scale(self._grad_scale_fit)
         self._loss_limit = None
@@ -625,6 +628,29 @@ class Sequential:
                 "initial_epoch": initial_epoch, "seed": seed,
                 "verbose": 1 if verbose == "auto" else verbose,
                 "steps": -(-train_idx.size // batch_size)}
+
+    def _choose_kernels(self, x, labels):
+        """Decide, from the training data alone, which compiled kernels to use.
+
+        The first Dense layer skips zero inputs when it sees the raw samples
+        (through Flatten, Rescaling without offset or Dropout, which keep
+        zeros) and they are mostly zero; a last Dense layer with softmax and
+        integer labels runs with the loss in one kernel. Deciding from the data, not from a batch,
+        makes a resumed run choose as the run it continues.
+        """
+        compiled = _kernels.ENABLED and self.dtype == np.float32
+        first = self.layers[self._param_layer_indices[0]]
+        keeps_zeros = all(
+            isinstance(layer, (_layers.Flatten, _layers.Dropout))
+            or (isinstance(layer, _layers.Rescaling) and layer.offset == 0.0)
+            for layer in self.layers[:self._param_layer_indices[0]])
+        for layer in self.layers:
+            if isinstance(layer, _layers.Dense):
+                layer.sparse_input = False
+        first.sparse_input = bool(compiled and keeps_zeros and isinstance(
+            first, _layers.Dense) and _kernels.input_density(x) < _kernels.SPARSE_DENSITY)
+        self._head_kernel = bool(compiled and self.loss.sparse and self._fused
+                                 and labels.dtype == np.int64)
 
     def _set_grad_scale(self, scale):
         """Fold the optimizer's gradient scale into the loss gradient."""
@@ -707,13 +733,16 @@ class Sequential:
         track_accuracy = bool(self.metrics)
         report = progress.step if progress.live else None
         same = targets is labels  # sparse labels: gather once
+        order = order.astype(np.int64, copy=False)
+        epoch_labels = labels[order]  # in batch order: each batch's labels a slice
+        gather = _kernels.gather_kind(x, self.dtype)
         step_fn, threads = self._train_step, plan["threads"]
         self._fused_now = self._fused
         self._first_param_layer = self._param_layer_indices[0]
         for step, start in enumerate(range(0, order.size, batch_size), 1):
             idx = order[start:start + batch_size]
-            xb = self._batch(x, idx)
-            batch_labels = labels.take(idx)
+            xb = self._batch(x, idx, gather)
+            batch_labels = epoch_labels[start:start + batch_size]
             batch_targets = batch_labels if same else targets[idx]
             try:
                 loss_sum, correct = step_fn(xb, batch_targets, batch_labels,
@@ -736,13 +765,19 @@ class Sequential:
             logs[name] = total_correct / seen
         return logs
 
-    def _batch(self, x, idx):
-        """Gather samples ``idx`` and convert them into a reusable buffer."""
+    def _batch(self, x, idx, gather=None):
+        """Gather samples ``idx`` and convert them into a reusable buffer.
+
+        ``gather`` is ``kernels.gather_kind(x, self.dtype)``, for a compiled
+        gather (idx int64).
+        """
         shape = (idx.size,) + self.input_shape
         buf = self._batch_buffers.get(idx.size)
         if buf is None:
             buf = self._batch_buffers[idx.size] = np.empty(shape, self.dtype)
-        if x.dtype == self.dtype:
+        if gather is not None:
+            _kernels.gather_rows(x, idx, buf, gather)  # one pass, converting
+        elif x.dtype == self.dtype:
             np.take(x, idx, axis=0, out=buf, mode="clip")  # idx is valid: no check
         else:
             np.copyto(buf, x[idx], casting="unsafe")
@@ -795,19 +830,43 @@ class Sequential:
 
         Returns (sum of losses, n correct).
         """
+        if training and self._head_kernel:
+            return self._head_gradients(xb, target, scale)
         fused = self._fused_now if training else self._fused
         outputs = self._forward(xb, training, fused)  # (n_samples, n_classes)
+        grad = self._grad_buffer(outputs.shape)
         correct = 0
         if track_accuracy:
             correct = int(np.count_nonzero(outputs.argmax(axis=1) == labels))
-        grad = self._grad_buffer(outputs.shape)
         if fused:
             loss_sum = self.loss.logits_value_and_grad(outputs, target, grad, scale)
         else:
             loss_sum = self.loss.outputs_value_and_grad(outputs, target, grad, scale)
+        return self._backward(grad, loss_sum, correct, training)
+
+    def _head_gradients(self, xb, labels, scale):
+        """``_gradients`` in training, with the last layer and the loss in one
+        compiled call (see kernels.softmax_head)."""
+        out = xb
+        layers = self.layers
+        last = len(layers) - 1
+        for layer in layers[:last]:
+            out = layer.forward(out, training=True)
+        n_samples = out.shape[0]
+        grad_z = self._grad_buffer((n_samples, layers[last].units))
+        first = self._first_param_layer
+        loss_sum, correct, grad = layers[last].softmax_head(
+            out, labels, grad_z, scale / n_samples, need_input_grad=last > first)
         if not math.isfinite(loss_sum):
             raise _Diverged(loss_sum, None)
+        for index in range(last - 1, first - 1, -1):
+            grad = layers[index].backward(grad, need_input_grad=index > first)
+        return loss_sum, correct
 
+    def _backward(self, grad, loss_sum, correct, training):
+        """Back-propagate the loss gradient ``grad`` through every layer."""
+        if not math.isfinite(loss_sum):
+            raise _Diverged(loss_sum, None)
         first = self._first_param_layer if training else self._param_layer_indices[0]
         layers = self.layers
         for index in range(len(layers) - 1, first - 1, -1):

@@ -1,0 +1,610 @@
+/* Compiled inner loops of the training step (float32 only).
+ *
+ * Each function here does in one pass what the NumPy code in optimizers.py,
+ * losses.py and layers.py does in several, and is checked against that code
+ * by tests/test_kernels.py. softmaxreg/kernels.py is the only caller; it falls
+ * back to NumPy when this module was not built.
+ *
+ *   adam_update      Adam / AdamW parameter update, the same float32
+ *                    operations in the same order as Adam._adam_direction,
+ *                    hence bit-identical results (built with
+ *                    -ffp-contract=off so no multiply-add is fused).
+ *   sparse_matmul    z = x W + b, skipping the zero entries of x: MNIST
+ *                    digits are about 80% zero pixels.
+ *   sparse_matmul_tn g = x^T d, skipping the zero entries of x; one output
+ *                    row per input feature, written once.
+ *   softmax_head     the last Dense layer, softmax and sparse cross-entropy,
+ *                    forward and backward in one call: loss sum, count of
+ *                    correct argmax and every gradient (the products are
+ *                    small: k is the number of classes).
+ *
+ * Arrays arrive through the buffer protocol; every length is checked against
+ * the dimensions passed, so a wrong call raises ValueError instead of
+ * reading or writing out of bounds. The GIL is released during the loops.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Wider vectors where the CPU has them, chosen once at load time. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#define SR_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+/* the products may fuse multiply-adds: their summation order differs from
+ * BLAS anyway; the Adam update must not (it matches NumPy bit for bit) */
+#define SR_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define SR_CLONES
+#define SR_CONTRACT
+#endif
+
+/* 16 floats, loaded and stored unaligned; GCC and clang lower it to whatever
+ * vector width the function is compiled for (4 SSE, 2 AVX or 1 AVX-512 op). */
+#if defined(__GNUC__)
+typedef float vf16 __attribute__((vector_size(64), aligned(4), may_alias));
+#define SR_VECTORS 1
+#endif
+
+static int
+check_len(const Py_buffer *buf, Py_ssize_t count, Py_ssize_t itemsize,
+          const char *name)
+{
+    if (buf->len != count * itemsize) {
+        PyErr_Format(PyExc_ValueError,
+                     "_kernels: %s holds %zd bytes; expected %zd", name,
+                     buf->len, count * itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Adam ---------------------------------------------------------------- */
+
+SR_CLONES static void
+adam_loop(Py_ssize_t n, const float *restrict p, const float *restrict g,
+          float *out, float *restrict m, float *restrict v, float b1, float b2,
+          float v_factor, float inv_step, float eps_over_step, float decay)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float gi = g[i];                   /* g' = (1 - b1) g */
+        float mi = m[i] * b1 + gi;         /* m = b1 m + (1 - b1) g */
+        float sq = (gi * gi) * v_factor;   /* (1 - b2) g^2 */
+        float vi = v[i] * b2 + sq;         /* v = b2 v + (1 - b2) g^2 */
+        float d = sqrtf(vi) * inv_step + eps_over_step;
+        m[i] = mi;
+        v[i] = vi;
+        out[i] = p[i] * decay - mi / d;    /* p - lr_t m / (sqrt(v) + eps) */
+    }
+}
+
+static PyObject *
+adam_update(PyObject *self, PyObject *args)
+{
+    Py_buffer p, g, out, m, v;
+    double b1, b2, v_factor, inv_step, eps_over_step, decay;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*dddddd", &p, &g, &out, &m, &v, &b1,
+                          &b2, &v_factor, &inv_step, &eps_over_step, &decay))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = p.len / (Py_ssize_t)sizeof(float);
+    if (check_len(&p, n, sizeof(float), "params") == 0 &&
+        check_len(&g, n, sizeof(float), "grads") == 0 &&
+        check_len(&out, n, sizeof(float), "out") == 0 &&
+        check_len(&m, n, sizeof(float), "m") == 0 &&
+        check_len(&v, n, sizeof(float), "v") == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        adam_loop(n, p.buf, g.buf, out.buf, m.buf, v.buf, (float)b1, (float)b2,
+                  (float)v_factor, (float)inv_step, (float)eps_over_step,
+                  (float)decay);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&p);
+    PyBuffer_Release(&g);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&m);
+    PyBuffer_Release(&v);
+    return result;
+}
+
+/* ---- products with a sparse left operand ----------------------------------- */
+
+/* The nonzeros of x (n, d) are gathered by feature (column): for feature j,
+ * entries col_ptr[j] .. col_ptr[j + 1] - 1 of rows / cvals hold the samples
+ * where x[:, j] is nonzero and its values there. With that, each row of w (in
+ * the forward product) and of g (in the backward one) is read or written once
+ * per batch, and the per-sample rows (z, e: n x k, a few kB) stay in the
+ * nearest cache. */
+
+/* Gather the nonzeros of x by feature into (col_ptr, rows, cvals). A first
+ * pass ORs the rows together (vectorised) to find the features that are zero
+ * across the whole batch (about 40% of MNIST's pixels in a batch of 32); a
+ * second visits only the others, column by column, compacting without
+ * branches. mask is scratch of d uint32. */
+SR_CLONES static void
+compress_by_feature(Py_ssize_t n, Py_ssize_t d, const float *restrict x,
+                    uint32_t *restrict mask, int32_t *restrict col_ptr,
+                    int32_t *restrict rows, float *restrict cvals)
+{
+    for (Py_ssize_t j = 0; j < d; j++)
+        mask[j] = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        for (Py_ssize_t j = 0; j < d; j++) {
+            uint32_t bits;
+            memcpy(&bits, x + i * d + j, sizeof bits);
+            mask[j] |= bits;
+        }
+    int32_t nnz = 0;
+    for (Py_ssize_t j = 0; j < d; j++) {
+        col_ptr[j] = nnz;
+        if ((mask[j] & 0x7fffffffu) == 0)  /* +0.0 or -0.0 in every sample */
+            continue;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float a = x[i * d + j];
+            rows[nnz] = (int32_t)i;
+            cvals[nnz] = a;
+            nnz += (a != 0.0f);
+        }
+    }
+    col_ptr[d] = nnz;
+}
+
+/* z (n, k) = x (n, d) @ w (d, k) + b (k), given x by feature: z starts as b
+ * in every row, then each row j of w is added, times x[i, j], to the rows i
+ * of z where x[:, j] is nonzero; relu, unless NULL, gets max(z, 0). Output units go 64 at a time with that part
+ * of w's row in registers (4 AVX-512, 8 AVX or 16 SSE registers), then 16. */
+SR_CLONES SR_CONTRACT static void
+sparse_matmul_loop(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
+                   const int32_t *restrict col_ptr, const int32_t *restrict rows,
+                   const float *restrict cvals, const float *restrict w,
+                   const float *restrict b, float *restrict z, float *restrict relu)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (b != NULL)
+            memcpy(z + i * k, b, (size_t)k * sizeof(float));
+        else
+            memset(z + i * k, 0, (size_t)k * sizeof(float));
+    }
+    for (Py_ssize_t j = 0; j < d; j++) {
+        const int32_t lo = col_ptr[j], hi = col_ptr[j + 1];
+        if (lo == hi)
+            continue;
+        const float *restrict wj = w + j * k;
+        Py_ssize_t u0 = 0;
+#ifdef SR_VECTORS
+        for (; u0 + 64 <= k; u0 += 64) {
+            const vf16 *wv = (const vf16 *)(wj + u0);
+            const vf16 w0 = wv[0], w1 = wv[1], w2 = wv[2], w3 = wv[3];
+            for (int32_t t = lo; t < hi; t++) {
+                const float a = cvals[t];
+                vf16 *zv = (vf16 *)(z + (Py_ssize_t)rows[t] * k + u0);
+                zv[0] += a * w0; zv[1] += a * w1; zv[2] += a * w2; zv[3] += a * w3;
+            }
+        }
+        for (; u0 + 16 <= k; u0 += 16) {
+            const vf16 w0 = *(const vf16 *)(wj + u0);
+            for (int32_t t = lo; t < hi; t++)
+                *(vf16 *)(z + (Py_ssize_t)rows[t] * k + u0) += cvals[t] * w0;
+        }
+#endif
+        for (int32_t t = lo; t < hi; t++) {     /* what no vector covers */
+            const float a = cvals[t];
+            float *restrict zi = z + (Py_ssize_t)rows[t] * k;
+            for (Py_ssize_t u = u0; u < k; u++)
+                zi[u] += a * wj[u];
+        }
+    }
+    if (relu != NULL)  /* max(z, 0), NaN kept as np.maximum keeps it */
+        for (Py_ssize_t t = 0; t < n * k; t++)
+            relu[t] = z[t] < 0.0f ? 0.0f : z[t];
+}
+
+static PyObject *
+sparse_matmul(PyObject *self, PyObject *args)
+{
+    Py_buffer x, w, b, z, a, mask, col_ptr, rows, cvals;
+    Py_ssize_t n, d, k;
+    int has_bias, relu;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*w*w*w*w*nnnpp", &x, &w, &b, &z, &a,
+                          &mask, &col_ptr, &rows, &cvals, &n, &d, &k, &has_bias,
+                          &relu))
+        return NULL;
+    PyObject *result = NULL;
+    if (n < 0 || d < 0 || k < 0 || n * d > INT32_MAX)
+        PyErr_SetString(PyExc_ValueError, "_kernels: bad dimensions");
+    else if (check_len(&x, n * d, sizeof(float), "x") == 0 &&
+             check_len(&w, d * k, sizeof(float), "w") == 0 &&
+             (!has_bias || check_len(&b, k, sizeof(float), "b") == 0) &&
+             check_len(&z, n * k, sizeof(float), "z") == 0 &&
+             (!relu || check_len(&a, n * k, sizeof(float), "a") == 0) &&
+             check_len(&mask, d, sizeof(uint32_t), "mask") == 0 &&
+             check_len(&col_ptr, d + 1, sizeof(int32_t), "col_ptr") == 0 &&
+             check_len(&rows, n * d, sizeof(int32_t), "rows") == 0 &&
+             check_len(&cvals, n * d, sizeof(float), "cvals") == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        compress_by_feature(n, d, x.buf, (uint32_t *)mask.buf, col_ptr.buf,
+                            rows.buf, cvals.buf);
+        sparse_matmul_loop(n, d, k, col_ptr.buf, rows.buf, cvals.buf, w.buf,
+                           has_bias ? b.buf : NULL, z.buf, relu ? a.buf : NULL);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&col_ptr);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cvals);
+    return result;
+}
+
+/* g (d, k) = x^T (d, n) @ e (n, k), x given by feature as sparse_matmul left
+ * it, after e *= (z > 0) when relu_z is given (in place: e becomes the
+ * gradient wrt z) and gb = column sums of e unless gb is NULL: row j of g is the sum of the rows of e picked by the nonzeros of
+ * feature j, each times its value, summed in registers and written once
+ * (zeros for a feature that is zero across the batch). */
+SR_CLONES SR_CONTRACT static void
+sparse_matmul_tn_loop(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
+                      const int32_t *restrict col_ptr, const int32_t *restrict rows,
+                      const float *restrict cvals, float *restrict e,
+                      float *restrict g, float *restrict gb,
+                      const float *restrict relu_z)
+{
+    if (relu_z != NULL)  /* e *= (z > 0): back through max(z, 0) */
+        for (Py_ssize_t t = 0; t < n * k; t++)
+            e[t] = relu_z[t] > 0.0f ? e[t] : 0.0f;
+    if (gb != NULL) {    /* the bias gradient: column sums of e */
+        for (Py_ssize_t u = 0; u < k; u++)
+            gb[u] = 0.0f;
+        for (Py_ssize_t i = 0; i < n; i++)
+            for (Py_ssize_t u = 0; u < k; u++)
+                gb[u] += e[i * k + u];
+    }
+    for (Py_ssize_t j = 0; j < d; j++) {
+        float *restrict gj = g + j * k;
+        const int32_t lo = col_ptr[j], hi = col_ptr[j + 1];
+        if (lo == hi) {
+            memset(gj, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        Py_ssize_t u0 = 0;
+#ifdef SR_VECTORS
+        for (; u0 + 64 <= k; u0 += 64) {
+            vf16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int32_t t = lo; t < hi; t++) {
+                const float a = cvals[t];
+                const vf16 *ev = (const vf16 *)(e + (Py_ssize_t)rows[t] * k + u0);
+                a0 += a * ev[0]; a1 += a * ev[1]; a2 += a * ev[2]; a3 += a * ev[3];
+            }
+            vf16 *gv = (vf16 *)(gj + u0);
+            gv[0] = a0; gv[1] = a1; gv[2] = a2; gv[3] = a3;
+        }
+        for (; u0 + 16 <= k; u0 += 16) {
+            vf16 a0 = {0};
+            for (int32_t t = lo; t < hi; t++)
+                a0 += cvals[t] * *(const vf16 *)(e + (Py_ssize_t)rows[t] * k + u0);
+            *(vf16 *)(gj + u0) = a0;
+        }
+#endif
+        for (Py_ssize_t u = u0; u < k; u++) {
+            float s = 0.0f;
+            for (int32_t t = lo; t < hi; t++)
+                s += cvals[t] * e[(Py_ssize_t)rows[t] * k + u];
+            gj[u] = s;
+        }
+    }
+}
+
+static PyObject *
+sparse_matmul_tn(PyObject *self, PyObject *args)
+{
+    Py_buffer col_ptr, rows, cvals, e, g, gb, z;
+    Py_ssize_t n, d, k;
+    int want_gb, relu;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*w*y*nnnpp", &col_ptr, &rows, &cvals, &e,
+                          &g, &gb, &z, &n, &d, &k, &want_gb, &relu))
+        return NULL;
+    PyObject *result = NULL;
+    if (n < 0 || d < 0 || k < 0 || n * d > INT32_MAX)
+        PyErr_SetString(PyExc_ValueError, "_kernels: bad dimensions");
+    else if (check_len(&col_ptr, d + 1, sizeof(int32_t), "col_ptr") == 0 &&
+             check_len(&rows, n * d, sizeof(int32_t), "rows") == 0 &&
+             check_len(&cvals, n * d, sizeof(float), "cvals") == 0 &&
+             check_len(&e, n * k, sizeof(float), "e") == 0 &&
+             check_len(&g, d * k, sizeof(float), "g") == 0 &&
+             (!want_gb || check_len(&gb, k, sizeof(float), "gb") == 0) &&
+             (!relu || check_len(&z, n * k, sizeof(float), "z") == 0)) {
+        /* the columns must be ones sparse_matmul wrote for this shape */
+        const int32_t *cp = col_ptr.buf, *ri = rows.buf;
+        int ok = cp[0] == 0 && cp[d] <= n * d;
+        for (Py_ssize_t j = 0; ok && j < d; j++)
+            ok = cp[j] <= cp[j + 1];
+        for (Py_ssize_t t = 0; ok && t < cp[d]; t++)
+            ok = ri[t] >= 0 && ri[t] < n;
+        if (!ok)
+            PyErr_SetString(PyExc_ValueError,
+                            "_kernels: col_ptr/rows do not describe an n x d matrix");
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            sparse_matmul_tn_loop(n, d, k, cp, ri, cvals.buf, e.buf, g.buf,
+                                  want_gb ? gb.buf : NULL, relu ? z.buf : NULL);
+            Py_END_ALLOW_THREADS
+            result = Py_NewRef(Py_None);
+        }
+    }
+    PyBuffer_Release(&col_ptr);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cvals);
+    PyBuffer_Release(&e);
+    PyBuffer_Release(&g);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&z);
+    return result;
+}
+
+/* ---- fused softmax + sparse cross-entropy ----------------------------------- */
+
+/* For each row: log_softmax through the row maximum (as ops.log_softmax),
+ * loss -log p_y summed in double, argmax (first of equal maxima, as NumPy),
+ * and grad = scale * (softmax - onehot(y)). Returns -1 on a bad label. */
+static Py_ssize_t
+softmax_xent_loop(Py_ssize_t n, Py_ssize_t k, const float *z,
+                  const int64_t *labels, float *grad, float scale,
+                  double *loss_sum, Py_ssize_t *correct)
+{
+    double total = 0.0;
+    Py_ssize_t hits = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *zi = z + i * k;
+        float *gi = grad + i * k;
+        int64_t y = labels[i];
+        if (y < 0 || y >= k)
+            return i;
+        Py_ssize_t best = 0;
+        float top = zi[0];
+        for (Py_ssize_t c = 1; c < k; c++)
+            if (zi[c] > top) {
+                top = zi[c];
+                best = c;
+            }
+        float sum = 0.0f;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            gi[c] = zi[c] - top;
+            sum += expf(gi[c]);
+        }
+        float log_norm = logf(sum);
+        for (Py_ssize_t c = 0; c < k; c++)
+            gi[c] -= log_norm;             /* log p */
+        total -= (double)gi[y];
+        hits += (best == y);
+        for (Py_ssize_t c = 0; c < k; c++)
+            gi[c] = expf(gi[c]);
+        gi[y] -= 1.0f;
+        for (Py_ssize_t c = 0; c < k; c++)
+            gi[c] *= scale;
+    }
+    *loss_sum = total;
+    *correct = hits;
+    return -1;
+}
+
+/* ---- the softmax head: last Dense layer + fused loss, forward and backward -- */
+
+/* For a model ending in Dense(k) with softmax and sparse cross-entropy, on its
+ * input h (n, m): z = h W + b; the loss, argmax hits and gz = scale dL/dz as
+ * softmax_xent; gW = h^T gz, gb = column sums of gz; and, unless dh is NULL,
+ * dh = gz W^T. k is small (the classes), so W is used transposed (wt, gwt:
+ * k x m scratch) to make every inner loop run over m. */
+SR_CLONES SR_CONTRACT static void
+head_products(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const float *restrict h,
+              const float *restrict w, const float *restrict b, float *restrict z,
+              float *restrict wt)
+{
+    for (Py_ssize_t j = 0; j < m; j++)
+        for (Py_ssize_t c = 0; c < k; c++)
+            wt[c * m + j] = w[j * k + c];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *restrict hi = h + i * m;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            const float *restrict wc = wt + c * m;
+            Py_ssize_t j = 0;
+            float s = 0.0f;
+#ifdef SR_VECTORS
+            /* 16 partial sums (the compiler may not reorder a float sum) */
+            vf16 acc = {0};
+            for (; j + 16 <= m; j += 16)
+                acc += *(const vf16 *)(hi + j) * *(const vf16 *)(wc + j);
+            for (int u = 0; u < 16; u++)
+                s += acc[u];
+#endif
+            for (; j < m; j++)
+                s += hi[j] * wc[j];
+            z[i * k + c] = s + b[c];
+        }
+    }
+}
+
+SR_CLONES SR_CONTRACT static void
+head_backward(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const float *restrict h,
+              const float *restrict wt, const float *restrict gz,
+              float *restrict gwt, float *restrict gw, float *restrict gb,
+              float *restrict dh)
+{
+    memset(gwt, 0, (size_t)(k * m) * sizeof(float));
+    for (Py_ssize_t c = 0; c < k; c++)
+        gb[c] = 0.0f;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *restrict hi = h + i * m;
+        const float *restrict gi = gz + i * k;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            const float a = gi[c];
+            float *restrict gc = gwt + c * m;
+            for (Py_ssize_t j = 0; j < m; j++)
+                gc[j] += a * hi[j];
+            gb[c] += a;
+        }
+        if (dh != NULL) {
+            float *restrict di = dh + i * m;
+            for (Py_ssize_t j = 0; j < m; j++)
+                di[j] = 0.0f;
+            for (Py_ssize_t c = 0; c < k; c++) {
+                const float a = gi[c];
+                const float *restrict wc = wt + c * m;
+                for (Py_ssize_t j = 0; j < m; j++)
+                    di[j] += a * wc[j];
+            }
+        }
+    }
+    for (Py_ssize_t j = 0; j < m; j++)
+        for (Py_ssize_t c = 0; c < k; c++)
+            gw[j * k + c] = gwt[c * m + j];
+}
+
+static PyObject *
+softmax_head(PyObject *self, PyObject *args)
+{
+    Py_buffer h, w, b, labels, z, gz, wt, gwt, gw, gb, dh;
+    Py_ssize_t n, m, k;
+    double scale;
+    int want_dh;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*w*w*w*w*nnndp", &h, &w, &b, &labels,
+                          &z, &gz, &wt, &gwt, &gw, &gb, &dh, &n, &m, &k, &scale,
+                          &want_dh))
+        return NULL;
+    PyObject *result = NULL;
+    if (n < 0 || m < 0 || k < 1)
+        PyErr_SetString(PyExc_ValueError, "_kernels: bad dimensions");
+    else if (check_len(&h, n * m, sizeof(float), "h") == 0 &&
+             check_len(&w, m * k, sizeof(float), "w") == 0 &&
+             check_len(&b, k, sizeof(float), "b") == 0 &&
+             check_len(&labels, n, sizeof(int64_t), "labels") == 0 &&
+             check_len(&z, n * k, sizeof(float), "z") == 0 &&
+             check_len(&gz, n * k, sizeof(float), "gz") == 0 &&
+             check_len(&wt, k * m, sizeof(float), "wt") == 0 &&
+             check_len(&gwt, k * m, sizeof(float), "gwt") == 0 &&
+             check_len(&gw, m * k, sizeof(float), "gw") == 0 &&
+             check_len(&gb, k, sizeof(float), "gb") == 0 &&
+             (!want_dh || check_len(&dh, n * m, sizeof(float), "dh") == 0)) {
+        double loss_sum = 0.0;
+        Py_ssize_t correct = 0, bad;
+        Py_BEGIN_ALLOW_THREADS
+        head_products(n, m, k, h.buf, w.buf, b.buf, z.buf, wt.buf);
+        bad = softmax_xent_loop(n, k, z.buf, labels.buf, gz.buf, (float)scale,
+                                &loss_sum, &correct);
+        if (bad < 0)
+            head_backward(n, m, k, h.buf, wt.buf, gz.buf, gwt.buf, gw.buf, gb.buf,
+                          want_dh ? dh.buf : NULL);
+        Py_END_ALLOW_THREADS
+        if (bad >= 0)
+            PyErr_Format(PyExc_ValueError,
+                         "_kernels: label of row %zd is outside 0..%zd", bad, k - 1);
+        else
+            result = Py_BuildValue("dn", loss_sum, correct);
+    }
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&labels);
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&gz);
+    PyBuffer_Release(&wt);
+    PyBuffer_Release(&gwt);
+    PyBuffer_Release(&gw);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&dh);
+    return result;
+}
+
+/* ---- gathering a batch ------------------------------------------------------ */
+
+/* out (len(idx), row_len) float32 = rows idx of x (rows, row_len), converting
+ * from float64, float32 or uint8 (kind 'd', 'f', 'B') in the same pass. */
+static PyObject *
+gather_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer x, idx, out;
+    Py_ssize_t rows, row_len;
+    int kind;
+    if (!PyArg_ParseTuple(args, "y*y*w*nnC", &x, &idx, &out, &rows, &row_len, &kind))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t item = kind == 'd' ? 8 : kind == 'f' ? 4 : kind == 'B' ? 1 : 0;
+    Py_ssize_t count = idx.len / (Py_ssize_t)sizeof(int64_t);
+    if (item == 0 || rows < 0 || row_len < 0)
+        PyErr_SetString(PyExc_ValueError, "_kernels: gather_rows: bad kind or sizes");
+    else if (check_len(&x, rows * row_len, item, "x") == 0 &&
+             check_len(&idx, count, sizeof(int64_t), "idx") == 0 &&
+             check_len(&out, count * row_len, sizeof(float), "out") == 0) {
+        const int64_t *ix = idx.buf;
+        Py_ssize_t bad = -1;
+        for (Py_ssize_t t = 0; t < count && bad < 0; t++)
+            if (ix[t] < 0 || ix[t] >= rows)
+                bad = t;
+        if (bad >= 0)
+            PyErr_Format(PyExc_IndexError, "_kernels: gather_rows: index %zd is "
+                         "outside 0..%zd", bad, rows - 1);
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            for (Py_ssize_t t = 0; t < count; t++) {
+                float *restrict o = (float *)out.buf + t * row_len;
+                if (kind == 'd') {
+                    const double *r = (const double *)x.buf + ix[t] * row_len;
+                    for (Py_ssize_t j = 0; j < row_len; j++)
+                        o[j] = (float)r[j];
+                }
+                else if (kind == 'f')
+                    memcpy(o, (const float *)x.buf + ix[t] * row_len,
+                           (size_t)row_len * sizeof(float));
+                else {
+                    const uint8_t *r = (const uint8_t *)x.buf + ix[t] * row_len;
+                    for (Py_ssize_t j = 0; j < row_len; j++)
+                        o[j] = (float)r[j];
+                }
+            }
+            Py_END_ALLOW_THREADS
+            result = Py_NewRef(Py_None);
+        }
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&idx);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"gather_rows", gather_rows, METH_VARARGS,
+     "gather_rows(x, idx, out, rows, row_len, kind): out = float32(x[idx]) for "
+     "x of kind 'd', 'f' or 'B'."},
+    {"adam_update", adam_update, METH_VARARGS,
+     "adam_update(p, g, out, m, v, b1, b2, v_factor, inv_step, eps_over_step, "
+     "decay): Adam step on float32 buffers."},
+    {"sparse_matmul", sparse_matmul, METH_VARARGS,
+     "sparse_matmul(x, w, b, z, a, mask, col_ptr, rows, cvals, n, d, k, has_bias, "
+     "relu): z = x @ w (+ b), zeros of x skipped, a = max(z, 0) if relu; leaves "
+     "x's nonzeros by feature in col_ptr, rows, cvals (mask is scratch)."},
+    {"sparse_matmul_tn", sparse_matmul_tn, METH_VARARGS,
+     "sparse_matmul_tn(col_ptr, rows, cvals, e, g, gb, z, n, d, k, want_gb, relu): "
+     "e *= (z > 0) if relu; gb = e.sum(0) if want_gb; g = x.T @ e from x's "
+     "nonzeros by feature."},
+    {"softmax_head", softmax_head, METH_VARARGS,
+     "softmax_head(h, w, b, labels, z, gz, wt, gwt, gw, gb, dh, n, m, k, scale, "
+     "want_dh) -> (loss_sum, n_correct): last Dense layer, softmax and sparse "
+     "cross-entropy, forward and backward."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "Compiled float32 inner loops of the training step (see kernels.py).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__kernels(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,143 @@
+"""The compiled inner loops of the training step, and when they are used.
+
+``_kernels.c`` holds float32 versions of the costliest parts of a training
+step: the Adam update (one pass instead of eleven), the products of a Dense
+layer with a mostly-zero input (MNIST digits are about 80% zero pixels), and
+the last Dense layer with its softmax and sparse cross-entropy, forward and
+backward in one call instead of a dozen small NumPy ones. The NumPy code in
+optimizers.py, layers.py and losses.py stays the reference: it runs for
+float64 models, where the extension was not built (no C compiler at install
+time), and when ``SOFTMAXREG_KERNELS=numpy`` is set. tests/test_kernels.py
+checks each kernel against it.
+
+The Adam kernel reproduces the NumPy update bit for bit. The products sum in
+a different order from BLAS, so a model trained with them differs from one
+trained without them by float32 rounding; each is deterministic, so the same
+seed still gives the same weights on the same machine.
+"""
+
+import os
+
+import numpy as np
+
+try:
+    from . import _kernels as _c
+except ImportError:  # built without a C compiler: NumPy only
+    _c = None
+
+__all__ = ["AVAILABLE", "ENABLED", "SPARSE_DENSITY", "input_density", "describe",
+           "adam_update", "softmax_head", "gather_kind", "gather_rows", "SparseScratch"]
+
+AVAILABLE = _c is not None
+"""True when the compiled extension was built and imports."""
+
+ENABLED = AVAILABLE and os.environ.get("SOFTMAXREG_KERNELS", "auto").strip().lower() \
+    not in ("numpy", "off", "0")
+"""True when training uses the compiled kernels (``SOFTMAXREG_KERNELS=numpy``
+turns them off)."""
+
+# Below this fraction of nonzero inputs, skipping zeros beats BLAS for a Dense
+# layer's two products (measured crossover about 0.3 for a 32 x 784 x 128
+# batch with the zeros scattered at random; MNIST's 0.19 is well under it).
+SPARSE_DENSITY = 0.25
+
+_SAMPLE_ROWS = 1024
+
+
+def input_density(x):
+    """Fraction of nonzero values in (up to) 1024 evenly spaced rows of ``x``.
+
+    Deterministic for a given ``x``, so that a resumed run makes the same
+    choice of kernel as the run it continues.
+    """
+    n = x.shape[0]
+    if n == 0:
+        return 1.0
+    rows = x[::max(1, n // _SAMPLE_ROWS)][:_SAMPLE_ROWS]
+    return np.count_nonzero(rows) / rows.size
+
+
+def describe():
+    """One line for ``softmaxreg --version`` style reports."""
+    if ENABLED:
+        return "compiled kernels"
+    if AVAILABLE:
+        return "NumPy (compiled kernels turned off by SOFTMAXREG_KERNELS)"
+    return "NumPy (the compiled kernels were not built)"
+
+
+def adam_update(params, grads, out, m, v, beta_1, beta_2, v_factor, inv_step,
+                eps_over_step, decay):
+    """Adam step in one pass; see Adam._adam_direction for the formula."""
+    _c.adam_update(params, grads, out, m, v, beta_1, beta_2, v_factor, inv_step,
+                   eps_over_step, decay)
+
+
+def softmax_head(h, w, b, labels, z, grad_z, grad_w, grad_b, dh, scratch, scale):
+    """The last Dense layer with softmax and sparse cross-entropy, both ways.
+
+    ``z = h @ w + b``; writes ``grad_z = scale * (softmax(z) - onehot(labels))``,
+    ``grad_w = h.T @ grad_z``, ``grad_b = grad_z.sum(0)`` and, unless ``dh`` is
+    None, ``dh = grad_z @ w.T``. ``scratch`` is (2, k, m) float32. Returns
+    ``(loss_sum, n_correct)``, the summed loss and the count of rows whose
+    argmax is the label.
+    """
+    n, m = h.shape
+    k = w.shape[1]
+    return _c.softmax_head(h, w, b, labels, z, grad_z, scratch[0], scratch[1], grad_w,
+                           grad_b, z if dh is None else dh, n, m, k, scale,
+                           dh is not None)
+
+
+_GATHER_KINDS = {np.dtype(np.float64): "d", np.dtype(np.float32): "f",
+                 np.dtype(np.uint8): "B"}
+
+
+def gather_kind(x, dtype):
+    """The source kind for ``gather_rows`` from ``x`` into a C-contiguous
+    buffer of ``dtype``, or None where it does not apply (kernels off, dtype
+    not float32, x not C-contiguous or of another dtype)."""
+    if not (ENABLED and np.dtype(dtype) == np.float32 and x.flags.c_contiguous):
+        return None
+    return _GATHER_KINDS.get(x.dtype)
+
+
+def gather_rows(x, idx, out, kind):
+    """``out[...] = x[idx]`` converted to float32 in one pass; ``idx`` int64
+    and ``out`` C-contiguous float32; indices checked."""
+    rows = x.shape[0]
+    _c.gather_rows(x, idx, out, rows, x.size // rows if rows else 0, kind)
+
+
+class SparseScratch:
+    """Buffers for one Dense layer's sparse products on batches of ``n`` rows.
+
+    ``matmul`` leaves the input's nonzeros here, grouped by feature, for
+    ``matmul_tn``, which must be called on the same input.
+    """
+
+    def __init__(self, n, d):
+        self.n, self.d = n, d
+        self.mask = np.empty(d, np.uint32)
+        self.col_ptr = np.empty(d + 1, np.int32)
+        self.rows = np.empty(n * d, np.int32)
+        self.cvals = np.empty(n * d, np.float32)
+
+    def matmul(self, x, w, b, z, relu=None):
+        """``z = x @ w + b`` (b may be None), skipping zeros of x; also
+        ``relu = max(z, 0)`` when an array is given."""
+        n, d = x.shape
+        _c.sparse_matmul(x, w, w if b is None else b, z, z if relu is None else relu,
+                         self.mask, self.col_ptr, self.rows, self.cvals, n, d,
+                         w.shape[1], b is not None, relu is not None)
+
+    def matmul_tn(self, e, g, gb=None, relu_z=None):
+        """``g = x.T @ e`` for the x of the last ``matmul``.
+
+        With ``relu_z`` (the z of that ``matmul``), ``e`` is first multiplied
+        in place by ``z > 0``; with ``gb``, it gets the column sums of ``e``.
+        """
+        _c.sparse_matmul_tn(self.col_ptr, self.rows, self.cvals, e, g,
+                            g if gb is None else gb, e if relu_z is None else relu_z,
+                            self.n, self.d, g.shape[1], gb is not None,
+                            relu_z is not None)

@@ -1,0 +1,344 @@
+"""The compiled kernels against the NumPy code they replace.
+
+The Adam update must match NumPy bit for bit; the products and the fused loss
+to float32 rounding; a whole training step (every gradient) must agree with the
+NumPy step, whose gradients test_gradcheck.py checks by finite differences.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import softmaxreg
+from softmaxreg import kernels, layers, losses, optimizers
+
+if not kernels.AVAILABLE:
+    if os.environ.get("CI"):
+        pytest.fail("the compiled kernels (softmaxreg._kernels) were not built; "
+                    "CI needs them: is a C compiler installed?", pytrace=False)
+    pytest.skip("the compiled kernels were not built", allow_module_level=True)
+
+from softmaxreg import _kernels  # noqa: E402
+
+
+def _sparse(rng, shape, density):
+    x = rng.random(shape, dtype=np.float32)
+    x[rng.random(shape) >= density] = 0.0
+    return x
+
+
+# -- Adam ------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls, kwargs", [
+    (optimizers.Adam, {}),
+    (optimizers.Adam, {"learning_rate": 0.05, "beta_1": 0.0, "epsilon": 1e-3}),
+    (optimizers.AdamW, {"weight_decay": 0.1}),
+])
+def test_adam_kernel_is_bit_identical_to_numpy(cls, kwargs, monkeypatch):
+    rng = np.random.default_rng(0)
+    n = 10_007  # not a multiple of any vector width
+    params = rng.standard_normal(n).astype(np.float32)
+    grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-6, 2, n)).astype(np.float32)
+             for _ in range(5)]
+    grads[2][::3] = 0.0
+
+    results = []
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "ENABLED", compiled)
+        opt = cls(**kwargs)
+        opt.build(n, np.float32)
+        assert opt._compiled is compiled
+        p = params.copy()
+        out = np.empty_like(p)
+        for g in grads:
+            opt.step(p, g, out=out)
+            p, out = out, p
+        results.append((p, opt.get_state()))
+    (p1, s1), (p2, s2) = results
+    np.testing.assert_array_equal(p1, p2)
+    for name in s1:
+        np.testing.assert_array_equal(s1[name], s2[name])
+
+
+def test_adam_kernel_on_two_threads_matches_one():
+    rng = np.random.default_rng(1)
+    n = 70_001
+    params, grads = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    outs = []
+    for threads in (1, 2):
+        opt = optimizers.Adam()
+        opt.build(n, np.float32)
+        out = np.empty_like(params)
+        with opt.parallel():
+            opt.step(params, grads, out=out, threads=threads)
+        outs.append(out)
+    np.testing.assert_array_equal(*outs)
+
+
+def test_adam_kernel_rejects_mismatched_buffers():
+    a = np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="grads"):
+        _kernels.adam_update(a, np.zeros(9, np.float32), a, a.copy(), a.copy(),
+                             0.9, 0.999, 0.1, 1.0, 1e-7, 1.0)
+    with pytest.raises(ValueError, match="m holds"):
+        _kernels.adam_update(a, a, a, np.zeros(10, np.float64), a.copy(),
+                             0.9, 0.999, 0.1, 1.0, 1e-7, 1.0)
+
+
+# -- products with a sparse left operand -------------------------------------------------
+SHAPES = [(1, 1, 1), (3, 7, 10), (32, 784, 128), (5, 33, 17), (4, 100, 64),
+          (6, 50, 130), (2, 9, 80), (0, 5, 4)]
+
+
+@pytest.mark.parametrize("n, d, k", SHAPES)
+@pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
+def test_sparse_products_match_dense(n, d, k, density):
+    rng = np.random.default_rng(n * 1000 + d + k)
+    x = _sparse(rng, (n, d), density)
+    if n > 1:
+        x[1] = 0.0  # an all-zero sample
+    if x.size:
+        x.flat[0] = -0.0  # a negative zero is a zero
+    w = rng.standard_normal((d, k)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    e = rng.standard_normal((n, k)).astype(np.float32)
+
+    scratch = kernels.SparseScratch(n, d)
+    z = np.full((n, k), np.nan, np.float32)
+    scratch.matmul(x, w, b, z)
+    expected = x.astype(np.float64) @ w + b
+    np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-5 * np.sqrt(d))
+    assert scratch.col_ptr[-1] == np.count_nonzero(x)
+
+    g = np.full((d, k), np.nan, np.float32)
+    scratch.matmul_tn(e, g)
+    np.testing.assert_allclose(g, x.T.astype(np.float64) @ e, rtol=1e-5,
+                               atol=1e-5 * np.sqrt(max(n, 1)))
+
+    z0 = np.full((n, k), np.nan, np.float32)
+    scratch.matmul(x, w, None, z0)
+    np.testing.assert_allclose(z0, x.astype(np.float64) @ w, rtol=1e-5,
+                               atol=1e-5 * np.sqrt(d))
+
+
+@pytest.mark.parametrize("n, d, k", [(32, 784, 128), (5, 33, 17), (3, 7, 10)])
+def test_sparse_products_with_relu_match_numpy_relu(n, d, k):
+    rng = np.random.default_rng(d + k)
+    x = _sparse(rng, (n, d), 0.3)
+    w = rng.standard_normal((d, k)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    scratch = kernels.SparseScratch(n, d)
+    z, a = np.empty((n, k), np.float32), np.empty((n, k), np.float32)
+    scratch.matmul(x, w, b, z, relu=a)
+    np.testing.assert_array_equal(a, np.maximum(z, 0))
+
+    e = rng.standard_normal((n, k)).astype(np.float32)
+    expected_e = e * (z > 0)
+    g, gb = np.empty((d, k), np.float32), np.empty(k, np.float32)
+    scratch.matmul_tn(e, g, gb, relu_z=z)
+    np.testing.assert_array_equal(e, expected_e)  # masked in place
+    np.testing.assert_allclose(gb, expected_e.sum(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g, x.T.astype(np.float64) @ expected_e, rtol=1e-5,
+                               atol=1e-5 * np.sqrt(n))
+
+
+def test_sparse_product_propagates_nan_and_inf():
+    x = np.zeros((2, 16), np.float32)
+    x[0, 3], x[1, 9] = np.nan, np.inf
+    w = np.ones((16, 4), np.float32)
+    z = np.empty((2, 4), np.float32)
+    kernels.SparseScratch(2, 16).matmul(x, w, None, z)
+    assert np.isnan(z[0]).all() and np.isposinf(z[1]).all()
+
+
+def test_sparse_products_reject_bad_buffers():
+    x = np.ones((2, 3), np.float32)
+    w = np.ones((3, 4), np.float32)
+    scratch = kernels.SparseScratch(2, 3)
+    with pytest.raises(ValueError, match="z holds"):
+        scratch.matmul(x, w, None, np.empty((2, 5), np.float32))
+    scratch.matmul(x, w, None, np.empty((2, 4), np.float32))
+    scratch.rows[:] = 99  # columns that do not describe a 2 x 3 matrix
+    with pytest.raises(ValueError, match="do not describe"):
+        scratch.matmul_tn(np.ones((2, 4), np.float32), np.empty((3, 4), np.float32))
+
+
+# -- the softmax head: last Dense layer + softmax + cross-entropy --------------------------
+def _head(h, w, b, labels, scale, want_dh=True):
+    n, m = h.shape
+    k = w.shape[1]
+    z, gz = np.empty((n, k), np.float32), np.empty((n, k), np.float32)
+    gw, gb = np.empty((m, k), np.float32), np.empty(k, np.float32)
+    dh = np.empty((n, m), np.float32) if want_dh else None
+    scratch = np.empty((2, k, m), np.float32)
+    total, correct = kernels.softmax_head(h, w, b, labels, z, gz, gw, gb, dh, scratch,
+                                          scale)
+    return total, correct, z, gz, gw, gb, dh
+
+
+@pytest.mark.parametrize("n, m, k", [(1, 1, 2), (32, 128, 10), (7, 33, 3),
+                                     (5, 784, 10)])
+def test_softmax_head_matches_numpy(n, m, k):
+    rng = np.random.default_rng(m + k)
+    h = rng.standard_normal((n, m)).astype(np.float32)
+    w = (rng.standard_normal((m, k)) / np.sqrt(m) * 4).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    if n:
+        h[0] = 0.0
+        b[:] = 0.0  # row 0 has all-zero logits: a tie, argmax takes the first
+    total, correct, z, gz, gw, gb, dh = _head(h, w, b, labels, 0.3 / max(n, 1))
+
+    logits = (h.astype(np.float64) @ w + b).astype(np.float32)
+    np.testing.assert_allclose(z, logits, rtol=1e-5, atol=1e-5)
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    expected_gz = np.empty_like(z)
+    expected = loss.logits_value_and_grad(z.copy(), labels, expected_gz, 0.3)
+    assert total == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert correct == int(np.count_nonzero(z.argmax(axis=1) == labels))
+    np.testing.assert_allclose(gz, expected_gz, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(gw, h.T.astype(np.float64) @ gz, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gb, gz.sum(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dh, gz.astype(np.float64) @ w.T, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_head_stays_finite_for_huge_logits():
+    h = np.array([[1.0]], np.float32)
+    w = np.array([[1e4, -1e4, 0.0]], np.float32)
+    total, correct, _, gz, *_ = _head(h, w, np.zeros(3, np.float32), np.array([1]),
+                                      1.0, want_dh=False)
+    assert total == pytest.approx(2e4) and correct == 0
+    np.testing.assert_allclose(gz, [[1.0, -1.0, 0.0]], atol=1e-6)
+
+
+def test_softmax_head_rejects_bad_labels_and_buffers():
+    h, w = np.ones((2, 4), np.float32), np.ones((4, 3), np.float32)
+    b = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="row 1 is outside 0..2"):
+        _head(h, w, b, np.array([0, 3]), 1.0)
+    with pytest.raises(ValueError, match="labels holds"):
+        _head(h, w, b, np.array([0, 1], np.int32), 1.0)
+    with pytest.raises(ValueError, match="b holds"):
+        _head(h, w, b[:2], np.array([0, 1]), 1.0)
+
+
+# -- the whole training step -----------------------------------------------------------
+def _mlp(*front, learning_rate=0.001):
+    model = softmaxreg.Sequential([*front, layers.Flatten(),
+                                   layers.Dense(24, activation="relu"),
+                                   layers.Dense(5, activation="softmax")])
+    model.compile(optimizer=optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def _digits_like(rng, n=256):
+    """Mostly-zero 8x8 'images' whose class shows in where the ink is."""
+    y = rng.integers(0, 5, n)
+    x = np.zeros((n, 8, 8), np.float32)
+    for i, label in enumerate(y):
+        x[i, label, :] = rng.random(8, dtype=np.float32)
+        x[i, rng.integers(0, 8), rng.integers(0, 8)] = 1.0
+    return x, y
+
+
+def test_training_step_gradients_match_numpy_step(monkeypatch):
+    rng = np.random.default_rng(3)
+    x, y = _digits_like(rng, 40)
+    grads = []
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "ENABLED", compiled)
+        model = _mlp()
+        model.fit(x, y, epochs=0, seed=5, verbose=0)  # builds and chooses kernels
+        first = model.layers[1]
+        assert first.sparse_input is compiled and model._head_kernel is compiled
+        model._fused_now = model._fused
+        model._first_param_layer = model._param_layer_indices[0]
+        xb = model._batch(x, np.arange(40))
+        loss_sum, correct = model._gradients(xb, y, y, True, True, 0.1)
+        grads.append((loss_sum, correct, model._grads.copy()))
+    (l1, c1, g1), (l2, c2, g2) = grads
+    assert l1 == pytest.approx(l2, rel=1e-6) and c1 == c2
+    np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-8)
+
+
+def test_training_with_and_without_kernels_agrees(monkeypatch):
+    rng = np.random.default_rng(4)
+    x, y = _digits_like(rng)
+    runs = []
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "ENABLED", compiled)
+        model = _mlp(learning_rate=0.01)
+        history = model.fit(x, y, epochs=3, batch_size=16, seed=1, verbose=0)
+        runs.append((history.history["loss"], model.get_weights()))
+    (loss1, w1), (loss2, w2) = runs
+    np.testing.assert_allclose(loss1, loss2, rtol=1e-4)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert loss1[-1] < 0.5 * loss1[0]  # and it learned
+
+
+def test_same_seed_gives_identical_weights_with_kernels():
+    rng = np.random.default_rng(5)
+    x, y = _digits_like(rng)
+    weights = []
+    for _ in range(2):
+        model = _mlp()
+        model.fit(x, y, epochs=2, batch_size=16, seed=9, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("front, dense_data, expected", [
+    ((), False, True),
+    ((layers.Rescaling(0.5),), False, True),
+    ((layers.Rescaling(1.0, offset=-0.5),), False, False),  # zeros no longer zero
+    ((), True, False),                                       # too few zeros
+])
+def test_first_layer_skips_zeros_only_when_it_pays(front, dense_data, expected):
+    rng = np.random.default_rng(6)
+    x, y = _digits_like(rng, 64)
+    if dense_data:
+        x = x + 0.5
+    model = _mlp(*front)
+    model.fit(x, y, epochs=0, seed=0, verbose=0)
+    dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
+    assert dense[0].sparse_input is expected
+    assert dense[1].sparse_input is False
+
+
+def test_float64_models_use_numpy():
+    assert kernels.ENABLED
+    model = softmaxreg.Sequential([layers.Flatten(), layers.Dense(3)], dtype="float64")
+    model.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    x, y = _digits_like(np.random.default_rng(7), 32)
+    model.fit(x, y % 3, epochs=1, verbose=0, seed=0)
+    assert not model.layers[1].sparse_input and not model._head_kernel
+    assert not model.optimizer._compiled
+
+
+# -- gathering a batch -----------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
+def test_gather_rows_matches_numpy(dtype):
+    rng = np.random.default_rng(8)
+    x = (rng.random((50, 3, 7)) * 255).astype(dtype)
+    idx = rng.integers(0, 50, 13).astype(np.int64)
+    out = np.empty((13, 3, 7), np.float32)
+    kind = kernels.gather_kind(x, np.float32)
+    assert kind is not None
+    kernels.gather_rows(x, idx, out, kind)
+    np.testing.assert_array_equal(out, x[idx].astype(np.float32))
+
+
+def test_gather_rows_checks_indices_and_layout():
+    x = np.zeros((4, 3), np.float64)
+    out = np.empty((2, 3), np.float32)
+    with pytest.raises(IndexError, match="index 1 is outside 0..3"):
+        kernels.gather_rows(x, np.array([0, 4]), out, "d")
+    with pytest.raises(ValueError, match="holds"):  # int32 indices
+        kernels.gather_rows(x, np.array([0, 1], np.int32), out, "d")
+    assert kernels.gather_kind(x[:, :2], np.float32) is None  # not contiguous
+    assert kernels.gather_kind(x.astype(np.int16), np.float32) is None
+    assert kernels.gather_kind(x, np.float64) is None
