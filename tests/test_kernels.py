@@ -342,3 +342,90 @@ def test_gather_rows_checks_indices_and_layout():
     assert kernels.gather_kind(x[:, :2], np.float32) is None  # not contiguous
     assert kernels.gather_kind(x.astype(np.int16), np.float32) is None
     assert kernels.gather_kind(x, np.float64) is None
+
+
+# -- the helper thread -----------------------------------------------------------------
+needs_worker = pytest.mark.skipif(not kernels.WORKER,
+                                  reason="no compiled helper thread on this platform")
+
+
+@needs_worker
+def test_worker_gathers_like_gather_rows_and_stops():
+    rng = np.random.default_rng(9)
+    x = rng.random((200, 30))
+    idx = rng.integers(0, 200, 17).astype(np.int64)
+    out = np.empty((17, 30), np.float32)
+    with kernels.Worker() as worker:
+        assert worker.alive
+        worker.gather(x, idx, out, "d")
+        worker.wait()
+        np.testing.assert_array_equal(out, x[idx].astype(np.float32))
+        with pytest.raises(IndexError, match="outside 0..199"):
+            worker.gather(x, np.array([3, 200]), out[:2], "d")
+        worker.gather(x, idx[:2], out[:2], "d")  # still usable after an error
+        worker.wait()
+    assert not worker.alive
+    with pytest.raises(RuntimeError, match="not started"):
+        worker.gather(x, idx, out, "d")
+
+
+@needs_worker
+@pytest.mark.parametrize("n", [1, 15, 10_007])
+def test_worker_adam_update_is_bit_identical_to_one_thread(n):
+    rng = np.random.default_rng(n)
+    params, grads = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    results = []
+    for use_worker in (False, True):
+        m, v = np.full(n, 0.1, np.float32), np.full(n, 0.2, np.float32)
+        out = np.empty_like(params)
+        args = (params, grads, out, m, v, 0.9, 0.999, 0.1, 1000.0, 1e-4, 1.0)
+        if use_worker:
+            with kernels.Worker() as worker:
+                worker.adam_update(*args)
+        else:
+            kernels.adam_update(*args)
+        results.append((out, m, v))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def started_workers(monkeypatch):
+    """The helper threads that fits start during the test, in order."""
+    started = []
+
+    class Recording(kernels.Worker):
+        def __enter__(self):
+            started.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(kernels, "Worker", Recording)
+    return started
+
+
+@needs_worker
+def test_training_on_two_threads_is_bit_identical_to_one(monkeypatch, started_workers):
+    rng = np.random.default_rng(10)
+    x, y = _digits_like(rng, 200)
+    x = x.astype(np.float64)  # the tutorial passes float64 pixels
+    weights = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", threads)
+        model = _mlp(learning_rate=0.01)
+        model.fit(x, y, epochs=2, batch_size=16, seed=3, verbose=0,
+                  validation_split=0.1)
+        weights.append(model.get_weights())
+    assert len(started_workers) == 1  # used by the 2-thread fit only
+    assert not started_workers[0].alive  # and stopped after it
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_worker
+def test_helper_thread_stops_when_training_fails(monkeypatch, started_workers):
+    monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", "2")
+    x, y = _digits_like(np.random.default_rng(11), 64)
+    model = _mlp(learning_rate=1e6)
+    with pytest.raises(softmaxreg.errors.TrainingError, match="diverged"):
+        model.fit(x * 1e3, y, epochs=3, batch_size=8, seed=0, verbose=0)
+    assert started_workers and not any(worker.alive for worker in started_workers)

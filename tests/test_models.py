@@ -330,7 +330,7 @@ def test_validation_split_is_shuffled_with_the_seed_not_the_tail():
 # -- engine settings and Keras names ---------------------------------------------------
 
 def _trained_weights(monkeypatch, threads, dtype, optimizer):
-    monkeypatch.setenv("SOFTMAXREG_OPTIMIZER_THREADS", str(threads))
+    monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", str(threads))
     x, y = blobs(n=96, dtype=dtype)
     model = sr.Sequential([layers.Dense(4096, activation="relu"),  # > 32768 params
                            layers.Dense(3, activation="softmax")], dtype=dtype)
@@ -341,7 +341,7 @@ def _trained_weights(monkeypatch, threads, dtype, optimizer):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_two_optimizer_threads_are_bit_identical_to_one(monkeypatch, dtype,
+def test_two_train_threads_are_bit_identical_to_one(monkeypatch, dtype,
                                                         optimizer):
     one = _trained_weights(monkeypatch, 1, dtype, optimizer)
     two = _trained_weights(monkeypatch, 2, dtype, optimizer)
@@ -358,11 +358,11 @@ def threading_helpers_stopped():
 
 
 def test_bad_thread_setting_names_the_variable(monkeypatch):
-    monkeypatch.setenv("SOFTMAXREG_OPTIMIZER_THREADS", "4")
+    monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", "4")
     x, y = blobs(n=20)
     model = mlp()
     model.compile()
-    with pytest.raises(ValueError, match=r"SOFTMAXREG_OPTIMIZER_THREADS: expected 1 "
+    with pytest.raises(ValueError, match=r"SOFTMAXREG_TRAIN_THREADS: expected 1 "
                                          r"or 2 \(threads\); got '4'"):
         model.fit(x, y, verbose=0, seed=0)
 

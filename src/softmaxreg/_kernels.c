@@ -575,6 +575,327 @@ gather_rows(PyObject *self, PyObject *args)
     return result;
 }
 
+/* ---- a helper thread for the training loop ----------------------------------- */
+
+/* Worker: one C thread that runs jobs on raw buffers (gathering the next batch
+ * while the step computes; half of each Adam update), so it never needs the
+ * GIL. One job at a time: post() waits for the previous one to finish; the
+ * buffers of a job are held (Py_buffer) until wait() or the next post(), so
+ * Python cannot free them under the thread. Hand-offs spin (a step is a few
+ * hundred microseconds, a sleep-and-wake costs tens): a waiting caller yields
+ * its CPU after a few hundred microseconds (a busy machine), and an idle
+ * helper spins a millisecond or so, then naps 1 ms at a time until the next
+ * job or stop().
+ * Built with GCC or clang on POSIX systems only; elsewhere Worker is absent
+ * and the Python side runs everything on the calling thread. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define SR_WORKER 1
+#include <pythread.h>
+#include <sched.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+enum { JOB_NONE, JOB_GATHER, JOB_ADAM };
+
+typedef struct {
+    int kind;
+    /* gather */
+    const void *x;
+    const int64_t *idx;
+    float *out;
+    Py_ssize_t count, row_len;
+    int src;
+    /* adam */
+    const float *p, *g;
+    float *o, *m, *v;
+    Py_ssize_t n;
+    float b1, b2, v_factor, inv_step, eps_over_step, decay;
+} Job;
+
+typedef struct {
+    PyObject_HEAD
+    Job job;
+    Py_buffer held[5];
+    int n_held;
+    int posted, done;   /* job counters: the thread runs job `posted` when it
+                           moves past `done`; read and written atomically */
+    int stop, alive;
+} Worker;
+
+static void
+gather_loop(const Job *j)
+{
+    for (Py_ssize_t t = 0; t < j->count; t++) {
+        float *restrict o = j->out + t * j->row_len;
+        if (j->src == 'd') {
+            const double *r = (const double *)j->x + j->idx[t] * j->row_len;
+            for (Py_ssize_t u = 0; u < j->row_len; u++)
+                o[u] = (float)r[u];
+        }
+        else if (j->src == 'f')
+            memcpy(o, (const float *)j->x + j->idx[t] * j->row_len,
+                   (size_t)j->row_len * sizeof(float));
+        else {
+            const uint8_t *r = (const uint8_t *)j->x + j->idx[t] * j->row_len;
+            for (Py_ssize_t u = 0; u < j->row_len; u++)
+                o[u] = (float)r[u];
+        }
+    }
+}
+
+static void
+run_job(const Job *j)
+{
+    if (j->kind == JOB_GATHER)
+        gather_loop(j);
+    else if (j->kind == JOB_ADAM)
+        adam_loop(j->n, j->p, j->g, j->o, j->m, j->v, j->b1, j->b2, j->v_factor,
+                  j->inv_step, j->eps_over_step, j->decay);
+}
+
+static void
+worker_main(void *arg)
+{
+    Worker *w = arg;
+    int seen = 0;
+    for (;;) {
+        long spins = 0;
+        while (__atomic_load_n(&w->posted, __ATOMIC_ACQUIRE) == seen &&
+               !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+            if (++spins < 20000)
+                cpu_relax();
+            else {
+                struct timespec nap = {0, 1000000};
+                nanosleep(&nap, NULL);
+            }
+        }
+        if (__atomic_load_n(&w->posted, __ATOMIC_ACQUIRE) == seen)
+            break;  /* stop, and no job left */
+        seen++;
+        run_job(&w->job);
+        __atomic_store_n(&w->done, seen, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&w->alive, 0, __ATOMIC_RELEASE);
+}
+
+/* Wait (GIL released, spinning) for the job in flight; release its buffers. */
+static void
+worker_finish(Worker *w)
+{
+    if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) !=
+        __atomic_load_n(&w->posted, __ATOMIC_ACQUIRE)) {
+        Py_BEGIN_ALLOW_THREADS
+        long spins = 0;
+        while (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) !=
+               __atomic_load_n(&w->posted, __ATOMIC_ACQUIRE)) {
+            if (++spins < 4000)
+                cpu_relax();
+            else
+                sched_yield();  /* a busy machine: let the helper have the CPU */
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < w->n_held; i++)
+        PyBuffer_Release(&w->held[i]);
+    w->n_held = 0;
+}
+
+static int
+worker_check_alive(Worker *w)
+{
+    if (!__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE)) {
+        PyErr_SetString(PyExc_RuntimeError, "_kernels.Worker: not started");
+        return -1;
+    }
+    return 0;
+}
+
+/* Hand over the job in w->job (buffers already in w->held). */
+static void
+worker_post(Worker *w)
+{
+    __atomic_store_n(&w->posted, w->posted + 1, __ATOMIC_RELEASE);
+}
+
+static PyObject *
+Worker_start(Worker *w, PyObject *noargs)
+{
+    if (__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
+        Py_RETURN_NONE;
+    w->posted = w->done = 0;
+    w->stop = 0;
+    w->alive = 1;
+    if (PyThread_start_new_thread(worker_main, w) == PYTHREAD_INVALID_THREAD_ID) {
+        w->alive = 0;
+        PyErr_SetString(PyExc_RuntimeError, "_kernels.Worker: cannot start a thread");
+        return NULL;
+    }
+    Py_INCREF(w);  /* the thread's reference, dropped by stop() */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Worker_stop(Worker *w, PyObject *noargs)
+{
+    if (!__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
+        Py_RETURN_NONE;
+    worker_finish(w);
+    __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+    Py_BEGIN_ALLOW_THREADS
+    while (__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
+        cpu_relax();
+    Py_END_ALLOW_THREADS
+    Py_DECREF(w);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Worker_wait(Worker *w, PyObject *noargs)
+{
+    worker_finish(w);
+    Py_RETURN_NONE;
+}
+
+/* gather(x, idx, out, rows, row_len, kind): start out = float32(x[idx]). */
+static PyObject *
+Worker_gather(Worker *w, PyObject *args)
+{
+    if (worker_check_alive(w) < 0)
+        return NULL;
+    worker_finish(w);
+    Py_buffer *x = &w->held[0], *idx = &w->held[1], *out = &w->held[2];
+    Py_ssize_t rows, row_len;
+    int kind;
+    if (!PyArg_ParseTuple(args, "y*y*w*nnC", x, idx, out, &rows, &row_len, &kind))
+        return NULL;
+    w->n_held = 3;
+    Py_ssize_t item = kind == 'd' ? 8 : kind == 'f' ? 4 : kind == 'B' ? 1 : 0;
+    Py_ssize_t count = idx->len / (Py_ssize_t)sizeof(int64_t);
+    if (item == 0 || rows < 0 || row_len < 0) {
+        PyErr_SetString(PyExc_ValueError, "_kernels: gather: bad kind or sizes");
+        goto fail;
+    }
+    if (check_len(x, rows * row_len, item, "x") < 0 ||
+        check_len(idx, count, sizeof(int64_t), "idx") < 0 ||
+        check_len(out, count * row_len, sizeof(float), "out") < 0)
+        goto fail;
+    const int64_t *ix = idx->buf;
+    for (Py_ssize_t t = 0; t < count; t++)
+        if (ix[t] < 0 || ix[t] >= rows) {
+            PyErr_Format(PyExc_IndexError, "_kernels: gather: index %zd is outside "
+                         "0..%zd", t, rows - 1);
+            goto fail;
+        }
+    Job job = {.kind = JOB_GATHER, .x = x->buf, .idx = ix, .out = out->buf,
+               .count = count, .row_len = row_len, .src = kind};
+    w->job = job;
+    worker_post(w);
+    Py_RETURN_NONE;
+fail:
+    for (int i = 0; i < w->n_held; i++)
+        PyBuffer_Release(&w->held[i]);
+    w->n_held = 0;
+    return NULL;
+}
+
+/* adam_update(...): as the module's adam_update, the second half of the
+ * parameters on the thread, the first on the caller's; returns when both are
+ * done. The two halves are disjoint, so the result is that of one thread. */
+static PyObject *
+Worker_adam_update(Worker *w, PyObject *args)
+{
+    if (worker_check_alive(w) < 0)
+        return NULL;
+    worker_finish(w);
+    Py_buffer *p = &w->held[0], *g = &w->held[1], *out = &w->held[2],
+              *m = &w->held[3], *v = &w->held[4];
+    double b1, b2, v_factor, inv_step, eps_over_step, decay;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*dddddd", p, g, out, m, v, &b1, &b2,
+                          &v_factor, &inv_step, &eps_over_step, &decay))
+        return NULL;
+    w->n_held = 5;
+    Py_ssize_t n = p->len / (Py_ssize_t)sizeof(float);
+    if (check_len(p, n, sizeof(float), "params") < 0 ||
+        check_len(g, n, sizeof(float), "grads") < 0 ||
+        check_len(out, n, sizeof(float), "out") < 0 ||
+        check_len(m, n, sizeof(float), "m") < 0 ||
+        check_len(v, n, sizeof(float), "v") < 0) {
+        for (int i = 0; i < w->n_held; i++)
+            PyBuffer_Release(&w->held[i]);
+        w->n_held = 0;
+        return NULL;
+    }
+    /* split on a 64-byte boundary so the two threads share no cache line */
+    Py_ssize_t half = (n / 2) & ~(Py_ssize_t)15;
+    const float *pp = p->buf, *gp = g->buf;
+    float *op = out->buf, *mp = m->buf, *vp = v->buf;
+    Job job = {.kind = JOB_ADAM, .p = pp + half, .g = gp + half, .o = op + half,
+               .m = mp + half, .v = vp + half, .n = n - half, .b1 = (float)b1,
+               .b2 = (float)b2, .v_factor = (float)v_factor,
+               .inv_step = (float)inv_step, .eps_over_step = (float)eps_over_step,
+               .decay = (float)decay};
+    w->job = job;
+    worker_post(w);
+    Py_BEGIN_ALLOW_THREADS
+    adam_loop(half, pp, gp, op, mp, vp, (float)b1, (float)b2, (float)v_factor,
+              (float)inv_step, (float)eps_over_step, (float)decay);
+    Py_END_ALLOW_THREADS
+    worker_finish(w);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Worker_get_alive(Worker *w, void *closure)
+{
+    return PyBool_FromLong(__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE));
+}
+
+static void
+Worker_dealloc(Worker *w)
+{
+    /* a running thread holds a reference, so here it has stopped */
+    for (int i = 0; i < w->n_held; i++)
+        PyBuffer_Release(&w->held[i]);
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+static PyMethodDef Worker_methods[] = {
+    {"start", (PyCFunction)Worker_start, METH_NOARGS, "Start the thread."},
+    {"stop", (PyCFunction)Worker_stop, METH_NOARGS,
+     "Finish the job in flight, then end the thread."},
+    {"wait", (PyCFunction)Worker_wait, METH_NOARGS,
+     "Return when the job in flight is done."},
+    {"gather", (PyCFunction)Worker_gather, METH_VARARGS,
+     "gather(x, idx, out, rows, row_len, kind): start gathering a batch."},
+    {"adam_update", (PyCFunction)Worker_adam_update, METH_VARARGS,
+     "adam_update(p, g, out, m, v, b1, b2, v_factor, inv_step, eps_over_step, "
+     "decay): the Adam update on two threads."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Worker_getset[] = {
+    {"alive", (getter)Worker_get_alive, NULL, "True while the thread runs.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject WorkerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "softmaxreg._kernels.Worker",
+    .tp_basicsize = sizeof(Worker),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A helper thread for the training loop (see kernels.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Worker_dealloc,
+    .tp_methods = Worker_methods,
+    .tp_getset = Worker_getset,
+};
+#endif /* SR_WORKER */
+
 static PyMethodDef methods[] = {
     {"gather_rows", gather_rows, METH_VARARGS,
      "gather_rows(x, idx, out, rows, row_len, kind): out = float32(x[idx]) for "
@@ -606,5 +927,15 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__kernels(void)
 {
-    return PyModule_Create(&module);
+    PyObject *mod = PyModule_Create(&module);
+    if (mod == NULL)
+        return NULL;
+#ifdef SR_WORKER
+    if (PyType_Ready(&WorkerType) < 0 ||
+        PyModule_AddObjectRef(mod, "Worker", (PyObject *)&WorkerType) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+#endif
+    return mod;
 }

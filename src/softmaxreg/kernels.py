@@ -10,7 +10,10 @@ float64 models, where the extension was not built (no C compiler at install
 time), and when ``SOFTMAXREG_KERNELS=numpy`` is set. tests/test_kernels.py
 checks each kernel against it.
 
-The Adam kernel reproduces the NumPy update bit for bit. The products sum in
+Where there are two CPUs, a helper thread written in C (``Worker``) gathers
+the next batch while a step computes and runs half of each Adam update.
+
+The Adam kernel reproduces the NumPy update bit for bit, on one thread or two. The products sum in
 a different order from BLAS, so a model trained with them differs from one
 trained without them by float32 rounding; each is deterministic, so the same
 seed still gives the same weights on the same machine.
@@ -25,8 +28,9 @@ try:
 except ImportError:  # built without a C compiler: NumPy only
     _c = None
 
-__all__ = ["AVAILABLE", "ENABLED", "SPARSE_DENSITY", "input_density", "describe",
-           "adam_update", "softmax_head", "gather_kind", "gather_rows", "SparseScratch"]
+__all__ = ["AVAILABLE", "ENABLED", "WORKER", "SPARSE_DENSITY", "input_density",
+           "describe", "usable_cpus", "Worker", "adam_update", "softmax_head",
+           "gather_kind", "gather_rows", "SparseScratch"]
 
 AVAILABLE = _c is not None
 """True when the compiled extension was built and imports."""
@@ -42,6 +46,56 @@ turns them off)."""
 SPARSE_DENSITY = 0.25
 
 _SAMPLE_ROWS = 1024
+
+WORKER = ENABLED and hasattr(_c, "Worker")
+"""True when training may use the compiled helper thread (POSIX, GCC or clang)."""
+
+
+def usable_cpus():
+    """How many CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class Worker:
+    """The helper thread of one ``fit``, as a context manager.
+
+    It gathers the next batch while the current step computes, and runs half
+    of each Adam update. It only ever touches array memory (never Python
+    objects), so it runs alongside the Python thread without the GIL; the
+    arrays of a job are held until the job is done.
+    """
+
+    def __init__(self):
+        self._thread = _c.Worker()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._thread.stop()  # after the job in flight, if any
+        return False
+
+    @property
+    def alive(self):
+        return self._thread.alive
+
+    def gather(self, x, idx, out, kind):
+        """Start ``out[...] = x[idx]`` (as ``gather_rows``); ``wait()`` for it."""
+        rows = x.shape[0]
+        self._thread.gather(x, idx, out, rows, x.size // rows if rows else 0, kind)
+
+    def wait(self):
+        """Return when the job in flight, if any, is done."""
+        self._thread.wait()
+
+    def adam_update(self, params, grads, out, m, v, beta_1, beta_2, v_factor,
+                    inv_step, eps_over_step, decay):
+        """``adam_update`` on two threads; returns when both halves are done."""
+        self._thread.adam_update(params, grads, out, m, v, beta_1, beta_2, v_factor,
+                                 inv_step, eps_over_step, decay)
 
 
 def input_density(x):

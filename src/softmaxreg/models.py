@@ -8,7 +8,7 @@ Design of the loop (the speed of the library lives here):
   weights survive a step that diverges, at no extra cost;
 - the optimizer's constant gradient factor (its learning rate for SGD,
   1 - beta_1 for Adam) is folded into the loss gradient, saving it a pass;
-  its update may be split across two threads (``OPTIMIZER_THREADS``);
+  its update may be split across two threads (``TRAIN_THREADS``);
 - a batch whose loss is non-finite or 1000 times that of the first batch (or
   of a uniform guess) stops training as diverged: the stable loss stays
   finite while the weights blow up, so NaN alone would miss it;
@@ -58,9 +58,12 @@ _PREDICT_BATCH = 1024
 # is about as fast as two, and on a busy machine a spinning BLAS thread can
 # slow a step a hundredfold; SOFTMAXREG_BLAS_THREADS overrides it.
 BLAS_THREADS = 1
-# The optimizer's update (element-wise, the largest part of a step) is split
-# across this many threads, 1 or 2; SOFTMAXREG_OPTIMIZER_THREADS overrides it.
-OPTIMIZER_THREADS = 1
+# Threads of a training step, 1 or 2 (SOFTMAXREG_TRAIN_THREADS overrides it).
+# With 2 and the compiled kernels, a helper thread gathers the next batch and
+# runs half of each Adam update (kernels.Worker); without the kernels it splits
+# the NumPy update, which pays only for very large models. The default, None,
+# means 2 where the compiled helper exists and two CPUs are free, else 1.
+TRAIN_THREADS = None
 # Training stops as diverged when a batch's mean loss exceeds this many times
 # the larger of ln(n_classes) (a uniform guess) and the first batch's loss.
 DIVERGENCE_FACTOR = 1e3
@@ -327,6 +330,7 @@ class Sequential:
         self._grad_scale = self._grad_scale_fit = 1.0  # the optimizer's, in fit
         self._loss_limit = None  # the divergence limit of the current fit
         self._head_kernel = False  # the compiled last layer + loss, chosen in fit
+        self._worker = None  # the helper thread during fit (kernels.Worker)
         for layer in layers or ():
             self.add(layer)
 
@@ -548,11 +552,11 @@ class Sequential:
 
         Notes
         -----
-        Threads: SOFTMAXREG_OPTIMIZER_THREADS=2 splits the optimizer's update
-        across two threads (same results, bit for bit) and
-        SOFTMAXREG_BLAS_THREADS=2 lets BLAS use two; both default to 1, which
-        was faster on a 2-core machine shared with other work. Try 2 on an
-        otherwise idle machine.
+        Threads: where the compiled kernels are built and two CPUs are free,
+        a helper thread gathers the next batch and runs half of each Adam
+        update (same results, bit for bit); SOFTMAXREG_TRAIN_THREADS=1 turns
+        it off. SOFTMAXREG_BLAS_THREADS=2 lets BLAS use two threads (default
+        1, faster for this library's small products).
         """
         self._require_compiled("fit")
         plan = self._prepare_fit(x, y, batch_size, epochs, verbose, callbacks,
@@ -572,7 +576,7 @@ class Sequential:
         try:
             # overflow is detected through the loss (see _stop_diverged), not warned
             with _InterruptFlag() as interrupt, _blas_threads(), \
-                    self._optimizer_threads(plan), np.errstate(all="ignore"):
+                    self._helper_thread(plan), np.errstate(all="ignore"):
                 self._run_epochs(plan, shuffle, callbacks, progress, interrupt)
         finally:
             progress.close()
@@ -601,7 +605,10 @@ class Sequential:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         seed = _check_int("seed", seed, 0)
-        threads = _thread_setting("SOFTMAXREG_OPTIMIZER_THREADS", OPTIMIZER_THREADS)
+        threads = _thread_setting("SOFTMAXREG_TRAIN_THREADS", TRAIN_THREADS)
+        if threads is None:
+            threads = 2 if (_kernels.WORKER and self.dtype == np.float32
+                            and _kernels.usable_cpus() >= 2) else 1
 
         x, targets, labels, value_range = self._training_arrays(x, y)
         train_idx, val = np.arange(x.shape[0]), None
@@ -658,10 +665,23 @@ class Sequential:
         for layer in self.layers:
             layer.grad_scale = scale
 
-    def _optimizer_threads(self, plan):
-        if plan["threads"] == 2:
-            return self.optimizer.parallel()
-        return contextlib.nullcontext()
+    def _helper_thread(self, plan):
+        """The second thread of a fit with ``threads == 2``: the compiled
+        helper (kernels.Worker) where it applies, else the NumPy optimizer's."""
+        if plan["threads"] != 2:
+            return contextlib.nullcontext()
+        if _kernels.WORKER and self.dtype == np.float32:
+            return self._lend_worker()
+        return self.optimizer.parallel()
+
+    @contextlib.contextmanager
+    def _lend_worker(self):
+        with _kernels.Worker() as worker:
+            self._worker = self.optimizer._worker = worker
+            try:
+                yield
+            finally:
+                self._worker = self.optimizer._worker = None
 
     def _training_arrays(self, x, y):
         """Validated samples, targets and integer labels; at least 2 classes."""
@@ -736,12 +756,24 @@ class Sequential:
         order = order.astype(np.int64, copy=False)
         epoch_labels = labels[order]  # in batch order: each batch's labels a slice
         gather = _kernels.gather_kind(x, self.dtype)
+        worker = self._worker if gather is not None else None
+        if worker is not None:  # the helper gathers each next batch ahead
+            worker.gather(x, order[:batch_size], self._batch_buffer(
+                min(batch_size, order.size), 0), gather)
         step_fn, threads = self._train_step, plan["threads"]
         self._fused_now = self._fused
         self._first_param_layer = self._param_layer_indices[0]
         for step, start in enumerate(range(0, order.size, batch_size), 1):
             idx = order[start:start + batch_size]
-            xb = self._batch(x, idx, gather)
+            if worker is not None:
+                worker.wait()
+                xb = self._batch_buffer(idx.size, step % 2 ^ 1)
+                ahead = order[start + batch_size:start + 2 * batch_size]
+                if ahead.size:
+                    worker.gather(x, ahead, self._batch_buffer(ahead.size, step % 2),
+                                  gather)
+            else:
+                xb = self._batch(x, idx, gather)
             batch_labels = epoch_labels[start:start + batch_size]
             batch_targets = batch_labels if same else targets[idx]
             try:
@@ -771,16 +803,21 @@ class Sequential:
         ``gather`` is ``kernels.gather_kind(x, self.dtype)``, for a compiled
         gather (idx int64).
         """
-        shape = (idx.size,) + self.input_shape
-        buf = self._batch_buffers.get(idx.size)
-        if buf is None:
-            buf = self._batch_buffers[idx.size] = np.empty(shape, self.dtype)
+        buf = self._batch_buffer(idx.size)
         if gather is not None:
             _kernels.gather_rows(x, idx, buf, gather)  # one pass, converting
         elif x.dtype == self.dtype:
             np.take(x, idx, axis=0, out=buf, mode="clip")  # idx is valid: no check
         else:
             np.copyto(buf, x[idx], casting="unsafe")
+        return buf
+
+    def _batch_buffer(self, size, slot=0):
+        """Batch buffer ``slot`` (0 or 1: two while the helper gathers ahead)."""
+        buf = self._batch_buffers.get((size, slot))
+        if buf is None:
+            buf = self._batch_buffers[(size, slot)] = np.empty(
+                (size,) + self.input_shape, self.dtype)
         return buf
 
     def _release_buffers(self):

@@ -72,6 +72,7 @@ class Optimizer:
         self._scaled = None
         self._helper = None
         self._compiled = False
+        self._worker = None  # a kernels.Worker lent by the model during fit
 
     def build(self, n_params, dtype):
         """Allocate zeroed state for ``n_params`` parameters of ``dtype``."""
@@ -380,9 +381,10 @@ class Adam(Optimizer):
         """The same update in one compiled pass, bit-identical to the NumPy one:
         ``out = decay * params - direction``."""
         step, v_factor = coefficients
-        _kernels.adam_update(params, grads, out, state["m"], state["v"], self.beta_1,
-                             self.beta_2, v_factor, 1.0 / step, self.epsilon / step,
-                             decay)
+        update = _kernels.adam_update if self._worker is None \
+            else self._worker.adam_update
+        update(params, grads, out, state["m"], state["v"], self.beta_1, self.beta_2,
+               v_factor, 1.0 / step, self.epsilon / step, decay)
 
 
 class AdamW(Adam):
