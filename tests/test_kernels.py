@@ -429,3 +429,12 @@ def test_helper_thread_stops_when_training_fails(monkeypatch, started_workers):
     with pytest.raises(softmaxreg.errors.TrainingError, match="diverged"):
         model.fit(x * 1e3, y, epochs=3, batch_size=8, seed=0, verbose=0)
     assert started_workers and not any(worker.alive for worker in started_workers)
+
+
+def test_describe_names_what_trains(monkeypatch):
+    monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", "1")
+    assert kernels.describe() == "compiled kernels, 1 thread"
+    assert kernels.describe("float64") == "NumPy (float64 model)"
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    assert kernels.describe() == "NumPy (turned off by SOFTMAXREG_KERNELS)"
+    assert kernels.default_train_threads(np.float32) in (1, 2)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softmaxreg import __version__
+from softmaxreg import __version__, kernels
 from softmaxreg.errors import DataError, ModelFileError, SoftmaxregError, TrainingError
 
 PROG = "softmaxreg"
@@ -1045,7 +1045,7 @@ def _describe_run(options, data):
         model = (
             f"MLP {'-'.join(map(str, sizes))} ({options['optimizer']}, "
             f"learning rate {options['learning_rate']:g}, "
-            f"batch {options['batch_size']})"
+            f"batch {options['batch_size']}; {kernels.describe()})"
         )
     if options["optimizer"] == "lbfgs":
         length = f"up to {LBFGS_MAX_ITER} iterations"

@@ -29,7 +29,7 @@ except ImportError:  # built without a C compiler: NumPy only
     _c = None
 
 __all__ = ["AVAILABLE", "ENABLED", "WORKER", "SPARSE_DENSITY", "input_density",
-           "describe", "usable_cpus", "Worker", "adam_update", "softmax_head",
+           "describe", "default_train_threads", "usable_cpus", "Worker", "adam_update", "softmax_head",
            "gather_kind", "gather_rows", "SparseScratch"]
 
 AVAILABLE = _c is not None
@@ -111,13 +111,23 @@ def input_density(x):
     return np.count_nonzero(rows) / rows.size
 
 
-def describe():
-    """One line for ``softmaxreg --version`` style reports."""
-    if ENABLED:
-        return "compiled kernels"
-    if AVAILABLE:
-        return "NumPy (compiled kernels turned off by SOFTMAXREG_KERNELS)"
-    return "NumPy (the compiled kernels were not built)"
+def default_train_threads(dtype):
+    """2 where a float32 model can use the compiled helper thread on a second
+    CPU, else 1 (the NumPy update gains from a second thread only for very
+    large models)."""
+    return 2 if WORKER and np.dtype(dtype) == np.float32 and usable_cpus() >= 2 else 1
+
+
+def describe(dtype=np.float32):
+    """What trains a model of ``dtype``, in a few words (for the CLI)."""
+    if not ENABLED or np.dtype(dtype) != np.float32:
+        why = ("float64 model" if ENABLED else "turned off by SOFTMAXREG_KERNELS"
+               if AVAILABLE else "compiled kernels not built")
+        return f"NumPy ({why})"
+    threads = os.environ.get("SOFTMAXREG_TRAIN_THREADS", "").strip()
+    if threads == "1" or (not threads and default_train_threads(dtype) == 1):
+        return "compiled kernels, 1 thread"
+    return "compiled kernels + helper thread"
 
 
 def adam_update(params, grads, out, m, v, beta_1, beta_2, v_factor, inv_step,

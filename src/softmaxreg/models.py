@@ -607,8 +607,7 @@ class Sequential:
         seed = _check_int("seed", seed, 0)
         threads = _thread_setting("SOFTMAXREG_TRAIN_THREADS", TRAIN_THREADS)
         if threads is None:
-            threads = 2 if (_kernels.WORKER and self.dtype == np.float32
-                            and _kernels.usable_cpus() >= 2) else 1
+            threads = _kernels.default_train_threads(self.dtype)
 
         x, targets, labels, value_range = self._training_arrays(x, y)
         train_idx, val = np.arange(x.shape[0]), None
