@@ -9,14 +9,17 @@
  *                    operations in the same order as Adam._adam_direction,
  *                    hence bit-identical results (built with
  *                    -ffp-contract=off so no multiply-add is fused).
- *   sparse_matmul    z = x W + b, skipping the zero entries of x: MNIST
- *                    digits are about 80% zero pixels.
- *   sparse_matmul_tn g = x^T d, skipping the zero entries of x; one output
- *                    row per input feature, written once.
+ *   sparse_matmul    z = x W + b (then ReLU), skipping the zero entries of
+ *                    x: MNIST digits are about 80% zero pixels.
+ *   sparse_matmul_tn g = x^T e (after ReLU's backward), skipping the zero
+ *                    entries of x; one output row per input feature.
  *   softmax_head     the last Dense layer, softmax and sparse cross-entropy,
  *                    forward and backward in one call: loss sum, count of
  *                    correct argmax and every gradient (the products are
  *                    small: k is the number of classes).
+ *   gather_rows      a batch of rows picked by index, converted to float32.
+ *   Worker           a helper thread that gathers the next batch and runs
+ *                    half of each Adam update while Python goes on.
  *
  * Arrays arrive through the buffer protocol; every length is checked against
  * the dimensions passed, so a wrong call raises ValueError instead of
@@ -27,6 +30,10 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
+#endif
 
 /* Wider vectors where the CPU has them, chosen once at load time. */
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
@@ -921,7 +928,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels",
     "Compiled float32 inner loops of the training step (see kernels.py).", -1,
-    methods,
+    methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
