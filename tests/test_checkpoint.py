@@ -287,6 +287,25 @@ def test_resume_extends_the_run_exactly(tmp_path, capsys, monkeypatch):
     assert checkpoint.load_checkpoint(tmp_path / "ck").epoch == 3
 
 
+def test_resume_on_other_kernels_warns(tmp_path, capsys, monkeypatch):
+    from softmaxreg import kernels
+
+    monkeypatch.chdir(tmp_path)
+    data = write_npz(tmp_path / "blocks.npz", n_train=100, n_test=20)
+    argv = ["train", "--dataset", data, *SMALL_RUN, "--epochs", "1"]
+    assert run(capsys, *argv, "--checkpoint", "ck")[0] == 0
+    saved = checkpoint.load_checkpoint(tmp_path / "ck").engine
+    assert saved == kernels.engine("float32")
+    other = "numpy" if saved == "compiled" else "compiled"
+    monkeypatch.setattr(kernels, "engine", lambda dtype: other)
+    code, _, err = run(capsys, "train", "--checkpoint", "ck", "--resume",
+                       "--epochs", "2")
+    assert code == 0, err
+    assert f"warning: the checkpoint's epochs ran on the {saved} kernels and this " \
+           f"run uses the {other} ones" in err
+    assert checkpoint.load_checkpoint(tmp_path / "ck").engine == other
+
+
 @pytest.mark.parametrize(
     "extra, pattern",
     [

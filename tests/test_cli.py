@@ -545,6 +545,7 @@ def test_mlp_evaluate_and_predict(tmp_path, mlp_model, npz, capsys):
 
 
 def test_report_writes_files(tmp_path, mlp_model, npz, capsys):
+    pytest.importorskip("matplotlib")  # the optional "report" extra
     path, _ = mlp_model
     code, out, err = run(
         capsys, "report", path, "--dataset", npz, "--out", "rep", "--json"

@@ -80,9 +80,34 @@ def test_adam_kernel_rejects_mismatched_buffers():
     with pytest.raises(ValueError, match="grads"):
         _kernels.adam_update(a, np.zeros(9, np.float32), a, a.copy(), a.copy(),
                              0.9, 0.999, 0.1, 1.0, 1e-7, 1.0)
-    with pytest.raises(ValueError, match="m holds"):
+    with pytest.raises(TypeError, match="float32 array; got items of format 'd'"):
         _kernels.adam_update(a, a, a, np.zeros(10, np.float64), a.copy(),
                              0.9, 0.999, 0.1, 1.0, 1e-7, 1.0)
+    with pytest.raises(ValueError, match="contiguous"):
+        _kernels.adam_update(a, a, a, np.zeros(20, np.float32)[::2], a.copy(),
+                             0.9, 0.999, 0.1, 1.0, 1e-7, 1.0)
+    read_only = a.copy()
+    read_only.flags.writeable = False
+    with pytest.raises((ValueError, BufferError), match="read-only|writable"):
+        _kernels.adam_update(a, a, a, read_only, a.copy(), 0.9, 0.999, 0.1, 1.0,
+                             1e-7, 1.0)
+
+
+def test_kernels_refuse_sizes_whose_product_overflows():
+    empty = np.zeros(0, np.float32)
+    with pytest.raises(ValueError, match="x holds 4 items; expected 4 x 4611686018427387904"):
+        _kernels.gather_rows(np.zeros(4, np.uint8), np.zeros(0, np.int64), empty, 4,
+                             2 ** 62, "B")
+    with pytest.raises(ValueError, match=r"z holds 0 items; expected 2147483648 x"):
+        _kernels.sparse_matmul(empty, empty, empty, empty, empty,
+                               np.zeros(0, np.uint32), np.zeros(0, np.int32),
+                               np.zeros(0, np.int32), empty, 2 ** 31, 0, 2 ** 33,
+                               False, False)
+    with pytest.raises(ValueError, match="h holds 0 items"):
+        _kernels.softmax_head(empty, empty, np.zeros(1, np.float32),
+                              np.zeros(0, np.int64), empty, empty, empty, empty, empty,
+                              np.zeros(1, np.float32), empty, 2 ** 40, 2 ** 40, 1, 1.0,
+                              False)
 
 
 # -- products with a sparse left operand -------------------------------------------------
@@ -216,8 +241,10 @@ def test_softmax_head_rejects_bad_labels_and_buffers():
     b = np.ones(3, np.float32)
     with pytest.raises(ValueError, match="row 1 is outside 0..2"):
         _head(h, w, b, np.array([0, 3]), 1.0)
-    with pytest.raises(ValueError, match="labels holds"):
+    with pytest.raises(TypeError, match="int64 array; got items of format 'i'"):
         _head(h, w, b, np.array([0, 1], np.int32), 1.0)
+    with pytest.raises(ValueError, match="labels holds 3 items; expected 2 x 1"):
+        _head(h, w, b, np.array([0, 1, 2]), 1.0)
     with pytest.raises(ValueError, match="b holds"):
         _head(h, w, b[:2], np.array([0, 1]), 1.0)
 
@@ -335,10 +362,12 @@ def test_gather_rows_matches_numpy(dtype):
 def test_gather_rows_checks_indices_and_layout():
     x = np.zeros((4, 3), np.float64)
     out = np.empty((2, 3), np.float32)
-    with pytest.raises(IndexError, match="index 1 is outside 0..3"):
+    with pytest.raises(IndexError, match=r"index 4 \(at position 1\) is outside 0..3"):
         kernels.gather_rows(x, np.array([0, 4]), out, "d")
-    with pytest.raises(ValueError, match="holds"):  # int32 indices
+    with pytest.raises(TypeError, match="int64 array"):
         kernels.gather_rows(x, np.array([0, 1], np.int32), out, "d")
+    with pytest.raises(TypeError, match="kind 'f' does not match"):
+        kernels.gather_rows(x, np.array([0, 1]), out, "f")
     assert kernels.gather_kind(x[:, :2], np.float32) is None  # not contiguous
     assert kernels.gather_kind(x.astype(np.int16), np.float32) is None
     assert kernels.gather_kind(x, np.float64) is None
@@ -367,6 +396,35 @@ def test_worker_gathers_like_gather_rows_and_stops():
     assert not worker.alive
     with pytest.raises(RuntimeError, match="not started"):
         worker.gather(x, idx, out, "d")
+
+
+@needs_worker
+def test_worker_refuses_a_second_thread():
+    import threading
+
+    x = np.random.default_rng(12).random((5000, 784))
+    idx = np.arange(5000, dtype=np.int64)
+    out = np.empty((5000, 784), np.float32)
+    errors = []
+
+    def hammer(worker):
+        for _ in range(200):
+            try:
+                worker.gather(x, idx[:64], out[:64], "d")
+                worker.wait()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+    with kernels.Worker() as worker:
+        worker.gather(x, idx, out, "d")  # a long job first, so that callers meet
+        threads = [threading.Thread(target=hammer, args=(worker,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not worker.alive
+    assert errors  # they did meet, and were told
+    assert all("in use by another thread" in message for message in errors)
 
 
 @needs_worker
@@ -408,6 +466,7 @@ def test_training_on_two_threads_is_bit_identical_to_one(monkeypatch, started_wo
     rng = np.random.default_rng(10)
     x, y = _digits_like(rng, 200)
     x = x.astype(np.float64)  # the tutorial passes float64 pixels
+    monkeypatch.setattr(softmaxreg.models._Helper, "TRIAL", 4)  # 12 steps an epoch
     weights = []
     for threads in ("1", "2"):
         monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", threads)
@@ -415,14 +474,15 @@ def test_training_on_two_threads_is_bit_identical_to_one(monkeypatch, started_wo
         model.fit(x, y, epochs=2, batch_size=16, seed=3, verbose=0,
                   validation_split=0.1)
         weights.append(model.get_weights())
-    assert len(started_workers) == 1  # used by the 2-thread fit only
-    assert not started_workers[0].alive  # and stopped after it
+    assert started_workers  # the 2-thread fit used it (steps 5-8 at least) ...
+    assert not any(worker.alive for worker in started_workers)  # ... and stopped it
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
 
 
 @needs_worker
 def test_helper_thread_stops_when_training_fails(monkeypatch, started_workers):
+    monkeypatch.setattr(softmaxreg.models._Helper, "TRIAL", 1)  # on from step 2
     monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", "2")
     x, y = _digits_like(np.random.default_rng(11), 64)
     model = _mlp(learning_rate=1e6)
@@ -438,3 +498,91 @@ def test_describe_names_what_trains(monkeypatch):
     monkeypatch.setattr(kernels, "ENABLED", False)
     assert kernels.describe() == "NumPy (turned off by SOFTMAXREG_KERNELS)"
     assert kernels.default_train_threads(np.float32) in (1, 2)
+
+
+@needs_worker
+def test_a_helper_that_slows_steps_is_dropped_after_the_trial(monkeypatch,
+                                                              started_workers):
+    import time
+
+    original = kernels.Worker.adam_update
+
+    def slow(self, *args):  # as if the helper had to wait for a busy CPU
+        self.calls = getattr(self, "calls", 0) + 1
+        time.sleep(0.002)
+        return original(self, *args)
+
+    monkeypatch.setattr(kernels.Worker, "adam_update", slow)
+    monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", "2")
+    x, y = _digits_like(np.random.default_rng(13), 8 * 128)
+    model = _mlp()
+    model.fit(x, y, epochs=5, batch_size=8, seed=0, verbose=0)
+    trial = softmaxreg.models._Helper.TRIAL
+    # tried in epochs 1 and 3 (one epoch skipped after a loss, then two)
+    assert len(started_workers) == 2
+    assert all(worker.calls == trial for worker in started_workers)  # ... only
+    assert not any(worker.alive for worker in started_workers)
+
+
+@needs_worker
+@pytest.mark.parametrize("without_s, with_s, kept", [(2.0, 1.0, True),
+                                                     (1.0, 2.0, False)])
+def test_helper_trial_keeps_the_faster_way(without_s, with_s, kept, started_workers):
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(optimizer=SimpleNamespace())
+    helper = softmaxreg.models._Helper(model)
+    ticks = iter([0.0, without_s, without_s + with_s])
+    helper.clock = lambda: next(ticks)
+    trial = helper.TRIAL
+    with helper:
+        assert helper.epoch_begin() is None  # the trial starts without it
+        assert helper.after_step(trial - 1) is None
+        worker = helper.after_step(trial)
+        assert worker is not None and model.optimizer._worker is worker
+        assert helper.after_step(2 * trial - 1) is worker
+        after = helper.after_step(2 * trial)
+        assert (after is worker) is kept and (after is None) is not kept
+        assert model.optimizer._worker is after and model._worker is after
+    assert not any(worker.alive for worker in started_workers)
+
+
+@needs_worker
+def test_a_kept_helper_stops_when_steps_wait_for_it(monkeypatch, started_workers):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(kernels.Worker, "waited", property(lambda self: self.fake),
+                        raising=False)
+    model = SimpleNamespace(optimizer=SimpleNamespace())
+    helper = softmaxreg.models._Helper(model)
+    ticks = iter([0.0, 2.0, 3.0, 4.0, 5.0])
+    helper.clock = lambda: next(ticks)
+    trial = helper.TRIAL
+    with helper:
+        helper.epoch_begin()
+        worker = helper.after_step(trial)
+        assert helper.after_step(2 * trial) is worker  # kept: 2 s without, 1 with
+        worker.fake = 0.5 * trial * helper.MAX_WAIT
+        assert helper.after_step(3 * trial) is worker  # waits are fine
+        worker.fake += 2 * trial * helper.MAX_WAIT
+        assert helper.after_step(4 * trial) is None  # steps wait: stopped
+        assert not worker.alive
+
+
+def test_fit_refuses_a_second_fit_of_the_same_model_or_optimizer():
+    x, y = _digits_like(np.random.default_rng(14), 64)
+    model = _mlp()
+    other = _mlp()
+    other.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy")
+    seen = []
+
+    def nested(epoch, logs):
+        for again in (model, other):
+            with pytest.raises(RuntimeError, match="already training"):
+                again.fit(x, y, epochs=1, verbose=0)
+        seen.append(epoch)
+
+    model.fit(x, y, epochs=1, verbose=0, seed=0,
+              callbacks=[softmaxreg.callbacks.LambdaCallback(on_epoch_end=nested)])
+    assert seen == [0]
+    model.fit(x, y, epochs=1, verbose=0, seed=0)  # free again afterwards

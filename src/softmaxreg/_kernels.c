@@ -53,17 +53,86 @@ typedef float vf16 __attribute__((vector_size(64), aligned(4), may_alias));
 #define SR_VECTORS 1
 #endif
 
+/* Arrays come through PyArg_ParseTuple's "O&" with these converters: each
+ * takes a C-contiguous buffer of one element type (TypeError otherwise),
+ * writable where the kernel writes, and releases it again when a later
+ * argument fails (Py_CLEANUP_SUPPORTED). */
 static int
-check_len(const Py_buffer *buf, Py_ssize_t count, Py_ssize_t itemsize,
-          const char *name)
+typed_buffer(PyObject *obj, Py_buffer *view, int writable, const char *codes,
+             Py_ssize_t itemsize, const char *what)
 {
-    if (buf->len != count * itemsize) {
-        PyErr_Format(PyExc_ValueError,
-                     "_kernels: %s holds %zd bytes; expected %zd", name,
-                     buf->len, count * itemsize);
+    if (obj == NULL) {  /* clean-up call */
+        PyBuffer_Release(view);
+        return 1;
+    }
+    int flags = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return 0;
+    const char *f = view->format != NULL ? view->format : "B";
+    if (*f == '@' || *f == '=' || (*f == '<' && PY_LITTLE_ENDIAN))
+        f++;
+    if (view->itemsize != itemsize || f[0] == '\0' || f[1] != '\0' ||
+        strchr(codes, f[0]) == NULL) {
+        PyErr_Format(PyExc_TypeError, "_kernels: expected a C-contiguous %s array; "
+                     "got items of format '%s' and %zd bytes", what,
+                     view->format != NULL ? view->format : "B", view->itemsize);
+        PyBuffer_Release(view);
+        return 0;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
+static int f32_in(PyObject *o, void *v) { return typed_buffer(o, v, 0, "f", 4, "float32"); }
+static int f32_out(PyObject *o, void *v) { return typed_buffer(o, v, 1, "f", 4, "float32"); }
+static int i64_in(PyObject *o, void *v) { return typed_buffer(o, v, 0, "lq", 8, "int64"); }
+static int i32_in(PyObject *o, void *v) { return typed_buffer(o, v, 0, "il", 4, "int32"); }
+static int i32_out(PyObject *o, void *v) { return typed_buffer(o, v, 1, "il", 4, "int32"); }
+static int u32_out(PyObject *o, void *v) { return typed_buffer(o, v, 1, "IL", 4, "uint32"); }
+
+/* The rows a batch is gathered from: float64, float32 or uint8. */
+static int
+rows_in(PyObject *obj, void *addr)
+{
+    Py_buffer *view = addr;
+    if (obj == NULL)
+        return typed_buffer(NULL, view, 0, "", 0, "");
+    int ok = typed_buffer(obj, view, 0, "d", 8, "float64, float32 or uint8");
+    if (ok)
+        return ok;
+    PyErr_Clear();
+    ok = typed_buffer(obj, view, 0, "f", 4, "float64, float32 or uint8");
+    if (ok)
+        return ok;
+    PyErr_Clear();
+    return typed_buffer(obj, view, 0, "B", 1, "float64, float32 or uint8");
+}
+
+/* The source kind of a rows_in buffer: 'd', 'f' or 'B'. */
+static int
+rows_kind(const Py_buffer *view)
+{
+    return view->itemsize == 8 ? 'd' : view->itemsize == 4 ? 'f' : 'B';
+}
+
+/* 0 when buf holds exactly a x b items (the product checked for overflow),
+ * else -1 with ValueError. */
+static int
+check_items(const Py_buffer *buf, Py_ssize_t a, Py_ssize_t b, const char *name)
+{
+    Py_ssize_t items = buf->itemsize > 0 ? buf->len / buf->itemsize : 0;
+    if (a < 0 || b < 0 || (a != 0 && b > PY_SSIZE_T_MAX / a) || items != a * b) {
+        PyErr_Format(PyExc_ValueError, "_kernels: %s holds %zd items; expected "
+                     "%zd x %zd", name, items, a, b);
         return -1;
     }
     return 0;
+}
+
+/* True when n x d entries can be counted in int32 (nonzero positions). */
+static int
+fits_int32(Py_ssize_t n, Py_ssize_t d)
+{
+    return n >= 0 && d >= 0 && (d == 0 || n <= INT32_MAX / d);
 }
 
 /* ---- Adam ---------------------------------------------------------------- */
@@ -90,16 +159,14 @@ adam_update(PyObject *self, PyObject *args)
 {
     Py_buffer p, g, out, m, v;
     double b1, b2, v_factor, inv_step, eps_over_step, decay;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*w*dddddd", &p, &g, &out, &m, &v, &b1,
-                          &b2, &v_factor, &inv_step, &eps_over_step, &decay))
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&dddddd", f32_in, &p, f32_in, &g, f32_out,
+                          &out, f32_out, &m, f32_out, &v, &b1, &b2, &v_factor,
+                          &inv_step, &eps_over_step, &decay))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t n = p.len / (Py_ssize_t)sizeof(float);
-    if (check_len(&p, n, sizeof(float), "params") == 0 &&
-        check_len(&g, n, sizeof(float), "grads") == 0 &&
-        check_len(&out, n, sizeof(float), "out") == 0 &&
-        check_len(&m, n, sizeof(float), "m") == 0 &&
-        check_len(&v, n, sizeof(float), "v") == 0) {
+    if (check_items(&g, n, 1, "grads") == 0 && check_items(&out, n, 1, "out") == 0 &&
+        check_items(&m, n, 1, "m") == 0 && check_items(&v, n, 1, "v") == 0) {
         Py_BEGIN_ALLOW_THREADS
         adam_loop(n, p.buf, g.buf, out.buf, m.buf, v.buf, (float)b1, (float)b2,
                   (float)v_factor, (float)inv_step, (float)eps_over_step,
@@ -213,22 +280,22 @@ sparse_matmul(PyObject *self, PyObject *args)
     Py_buffer x, w, b, z, a, mask, col_ptr, rows, cvals;
     Py_ssize_t n, d, k;
     int has_bias, relu;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*w*w*w*w*w*nnnpp", &x, &w, &b, &z, &a,
-                          &mask, &col_ptr, &rows, &cvals, &n, &d, &k, &has_bias,
-                          &relu))
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&O&O&O&O&nnnpp", f32_in, &x, f32_in, &w,
+                          f32_in, &b, f32_out, &z, f32_out, &a, u32_out, &mask,
+                          i32_out, &col_ptr, i32_out, &rows, f32_out, &cvals, &n, &d,
+                          &k, &has_bias, &relu))
         return NULL;
     PyObject *result = NULL;
-    if (n < 0 || d < 0 || k < 0 || n * d > INT32_MAX)
-        PyErr_SetString(PyExc_ValueError, "_kernels: bad dimensions");
-    else if (check_len(&x, n * d, sizeof(float), "x") == 0 &&
-             check_len(&w, d * k, sizeof(float), "w") == 0 &&
-             (!has_bias || check_len(&b, k, sizeof(float), "b") == 0) &&
-             check_len(&z, n * k, sizeof(float), "z") == 0 &&
-             (!relu || check_len(&a, n * k, sizeof(float), "a") == 0) &&
-             check_len(&mask, d, sizeof(uint32_t), "mask") == 0 &&
-             check_len(&col_ptr, d + 1, sizeof(int32_t), "col_ptr") == 0 &&
-             check_len(&rows, n * d, sizeof(int32_t), "rows") == 0 &&
-             check_len(&cvals, n * d, sizeof(float), "cvals") == 0) {
+    if (!fits_int32(n, d) || d >= INT32_MAX)
+        PyErr_SetString(PyExc_ValueError, "_kernels: x has too many entries");
+    else if (check_items(&x, n, d, "x") == 0 && check_items(&w, d, k, "w") == 0 &&
+             (!has_bias || check_items(&b, k, 1, "b") == 0) &&
+             check_items(&z, n, k, "z") == 0 &&
+             (!relu || check_items(&a, n, k, "a") == 0) &&
+             check_items(&mask, d, 1, "mask") == 0 &&
+             check_items(&col_ptr, d + 1, 1, "col_ptr") == 0 &&
+             check_items(&rows, n, d, "rows") == 0 &&
+             check_items(&cvals, n, d, "cvals") == 0) {
         Py_BEGIN_ALLOW_THREADS
         compress_by_feature(n, d, x.buf, (uint32_t *)mask.buf, col_ptr.buf,
                             rows.buf, cvals.buf);
@@ -312,19 +379,19 @@ sparse_matmul_tn(PyObject *self, PyObject *args)
     Py_buffer col_ptr, rows, cvals, e, g, gb, z;
     Py_ssize_t n, d, k;
     int want_gb, relu;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*w*w*y*nnnpp", &col_ptr, &rows, &cvals, &e,
-                          &g, &gb, &z, &n, &d, &k, &want_gb, &relu))
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&O&O&nnnpp", i32_in, &col_ptr, i32_in,
+                          &rows, f32_in, &cvals, f32_out, &e, f32_out, &g, f32_out,
+                          &gb, f32_in, &z, &n, &d, &k, &want_gb, &relu))
         return NULL;
     PyObject *result = NULL;
-    if (n < 0 || d < 0 || k < 0 || n * d > INT32_MAX)
-        PyErr_SetString(PyExc_ValueError, "_kernels: bad dimensions");
-    else if (check_len(&col_ptr, d + 1, sizeof(int32_t), "col_ptr") == 0 &&
-             check_len(&rows, n * d, sizeof(int32_t), "rows") == 0 &&
-             check_len(&cvals, n * d, sizeof(float), "cvals") == 0 &&
-             check_len(&e, n * k, sizeof(float), "e") == 0 &&
-             check_len(&g, d * k, sizeof(float), "g") == 0 &&
-             (!want_gb || check_len(&gb, k, sizeof(float), "gb") == 0) &&
-             (!relu || check_len(&z, n * k, sizeof(float), "z") == 0)) {
+    if (!fits_int32(n, d) || d >= INT32_MAX)
+        PyErr_SetString(PyExc_ValueError, "_kernels: x has too many entries");
+    else if (check_items(&col_ptr, d + 1, 1, "col_ptr") == 0 &&
+             check_items(&rows, n, d, "rows") == 0 &&
+             check_items(&cvals, n, d, "cvals") == 0 &&
+             check_items(&e, n, k, "e") == 0 && check_items(&g, d, k, "g") == 0 &&
+             (!want_gb || check_items(&gb, k, 1, "gb") == 0) &&
+             (!relu || check_items(&z, n, k, "z") == 0)) {
         /* the columns must be ones sparse_matmul wrote for this shape */
         const int32_t *cp = col_ptr.buf, *ri = rows.buf;
         int ok = cp[0] == 0 && cp[d] <= n * d;
@@ -478,24 +545,21 @@ softmax_head(PyObject *self, PyObject *args)
     Py_ssize_t n, m, k;
     double scale;
     int want_dh;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*w*w*w*w*nnndp", &h, &w, &b, &labels,
-                          &z, &gz, &wt, &gwt, &gw, &gb, &dh, &n, &m, &k, &scale,
-                          &want_dh))
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&O&O&O&O&O&O&nnndp", f32_in, &h, f32_in,
+                          &w, f32_in, &b, i64_in, &labels, f32_out, &z, f32_out, &gz,
+                          f32_out, &wt, f32_out, &gwt, f32_out, &gw, f32_out, &gb,
+                          f32_out, &dh, &n, &m, &k, &scale, &want_dh))
         return NULL;
     PyObject *result = NULL;
-    if (n < 0 || m < 0 || k < 1)
-        PyErr_SetString(PyExc_ValueError, "_kernels: bad dimensions");
-    else if (check_len(&h, n * m, sizeof(float), "h") == 0 &&
-             check_len(&w, m * k, sizeof(float), "w") == 0 &&
-             check_len(&b, k, sizeof(float), "b") == 0 &&
-             check_len(&labels, n, sizeof(int64_t), "labels") == 0 &&
-             check_len(&z, n * k, sizeof(float), "z") == 0 &&
-             check_len(&gz, n * k, sizeof(float), "gz") == 0 &&
-             check_len(&wt, k * m, sizeof(float), "wt") == 0 &&
-             check_len(&gwt, k * m, sizeof(float), "gwt") == 0 &&
-             check_len(&gw, m * k, sizeof(float), "gw") == 0 &&
-             check_len(&gb, k, sizeof(float), "gb") == 0 &&
-             (!want_dh || check_len(&dh, n * m, sizeof(float), "dh") == 0)) {
+    if (k < 1)
+        PyErr_SetString(PyExc_ValueError, "_kernels: no classes (k < 1)");
+    else if (check_items(&h, n, m, "h") == 0 && check_items(&w, m, k, "w") == 0 &&
+             check_items(&b, k, 1, "b") == 0 &&
+             check_items(&labels, n, 1, "labels") == 0 &&
+             check_items(&z, n, k, "z") == 0 && check_items(&gz, n, k, "gz") == 0 &&
+             check_items(&wt, k, m, "wt") == 0 && check_items(&gwt, k, m, "gwt") == 0 &&
+             check_items(&gw, m, k, "gw") == 0 && check_items(&gb, k, 1, "gb") == 0 &&
+             (!want_dh || check_items(&dh, n, m, "dh") == 0)) {
         double loss_sum = 0.0;
         Py_ssize_t correct = 0, bad;
         Py_BEGIN_ALLOW_THREADS
@@ -528,50 +592,69 @@ softmax_head(PyObject *self, PyObject *args)
 
 /* ---- gathering a batch ------------------------------------------------------ */
 
-/* out (len(idx), row_len) float32 = rows idx of x (rows, row_len), converting
- * from float64, float32 or uint8 (kind 'd', 'f', 'B') in the same pass. */
+/* out (count, row_len) float32 = rows idx of x (.., row_len), converting
+ * from float64, float32 or uint8 (src 'd', 'f', 'B') in the same pass. */
+static void
+gather_loop(const void *x, int src, const int64_t *idx, Py_ssize_t count,
+            Py_ssize_t row_len, float *out)
+{
+    for (Py_ssize_t t = 0; t < count; t++) {
+        float *restrict o = out + t * row_len;
+        if (src == 'd') {
+            const double *r = (const double *)x + idx[t] * row_len;
+            for (Py_ssize_t j = 0; j < row_len; j++)
+                o[j] = (float)r[j];
+        }
+        else if (src == 'f')
+            memcpy(o, (const float *)x + idx[t] * row_len,
+                   (size_t)row_len * sizeof(float));
+        else {
+            const uint8_t *r = (const uint8_t *)x + idx[t] * row_len;
+            for (Py_ssize_t j = 0; j < row_len; j++)
+                o[j] = (float)r[j];
+        }
+    }
+}
+
+/* The index in idx (count of them) outside 0..rows-1, or -1 when all are in. */
+static Py_ssize_t
+bad_index(const int64_t *idx, Py_ssize_t count, Py_ssize_t rows)
+{
+    for (Py_ssize_t t = 0; t < count; t++)
+        if (idx[t] < 0 || idx[t] >= rows)
+            return t;
+    return -1;
+}
+
+static void
+index_error(const int64_t *idx, Py_ssize_t bad, Py_ssize_t rows)
+{
+    PyErr_Format(PyExc_IndexError, "_kernels: gather: index %lld (at position %zd) "
+                 "is outside 0..%zd", (long long)idx[bad], bad, rows - 1);
+}
+
 static PyObject *
 gather_rows(PyObject *self, PyObject *args)
 {
     Py_buffer x, idx, out;
     Py_ssize_t rows, row_len;
     int kind;
-    if (!PyArg_ParseTuple(args, "y*y*w*nnC", &x, &idx, &out, &rows, &row_len, &kind))
+    if (!PyArg_ParseTuple(args, "O&O&O&nnC", rows_in, &x, i64_in, &idx, f32_out,
+                          &out, &rows, &row_len, &kind))
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t item = kind == 'd' ? 8 : kind == 'f' ? 4 : kind == 'B' ? 1 : 0;
     Py_ssize_t count = idx.len / (Py_ssize_t)sizeof(int64_t);
-    if (item == 0 || rows < 0 || row_len < 0)
-        PyErr_SetString(PyExc_ValueError, "_kernels: gather_rows: bad kind or sizes");
-    else if (check_len(&x, rows * row_len, item, "x") == 0 &&
-             check_len(&idx, count, sizeof(int64_t), "idx") == 0 &&
-             check_len(&out, count * row_len, sizeof(float), "out") == 0) {
-        const int64_t *ix = idx.buf;
-        Py_ssize_t bad = -1;
-        for (Py_ssize_t t = 0; t < count && bad < 0; t++)
-            if (ix[t] < 0 || ix[t] >= rows)
-                bad = t;
+    if (kind != rows_kind(&x))
+        PyErr_Format(PyExc_TypeError, "_kernels: gather_rows: kind '%c' does not "
+                     "match x's items", kind);
+    else if (check_items(&x, rows, row_len, "x") == 0 &&
+             check_items(&out, count, row_len, "out") == 0) {
+        Py_ssize_t bad = bad_index(idx.buf, count, rows);
         if (bad >= 0)
-            PyErr_Format(PyExc_IndexError, "_kernels: gather_rows: index %zd is "
-                         "outside 0..%zd", bad, rows - 1);
+            index_error(idx.buf, bad, rows);
         else {
             Py_BEGIN_ALLOW_THREADS
-            for (Py_ssize_t t = 0; t < count; t++) {
-                float *restrict o = (float *)out.buf + t * row_len;
-                if (kind == 'd') {
-                    const double *r = (const double *)x.buf + ix[t] * row_len;
-                    for (Py_ssize_t j = 0; j < row_len; j++)
-                        o[j] = (float)r[j];
-                }
-                else if (kind == 'f')
-                    memcpy(o, (const float *)x.buf + ix[t] * row_len,
-                           (size_t)row_len * sizeof(float));
-                else {
-                    const uint8_t *r = (const uint8_t *)x.buf + ix[t] * row_len;
-                    for (Py_ssize_t j = 0; j < row_len; j++)
-                        o[j] = (float)r[j];
-                }
-            }
+            gather_loop(x.buf, kind, idx.buf, count, row_len, out.buf);
             Py_END_ALLOW_THREADS
             result = Py_NewRef(Py_None);
         }
@@ -632,34 +715,15 @@ typedef struct {
     int posted, done;   /* job counters: the thread runs job `posted` when it
                            moves past `done`; read and written atomically */
     int stop, alive;
+    int in_use;         /* a method is running (set and read under the GIL) */
+    long long waited_ns;  /* time callers spent waiting for the thread */
 } Worker;
-
-static void
-gather_loop(const Job *j)
-{
-    for (Py_ssize_t t = 0; t < j->count; t++) {
-        float *restrict o = j->out + t * j->row_len;
-        if (j->src == 'd') {
-            const double *r = (const double *)j->x + j->idx[t] * j->row_len;
-            for (Py_ssize_t u = 0; u < j->row_len; u++)
-                o[u] = (float)r[u];
-        }
-        else if (j->src == 'f')
-            memcpy(o, (const float *)j->x + j->idx[t] * j->row_len,
-                   (size_t)j->row_len * sizeof(float));
-        else {
-            const uint8_t *r = (const uint8_t *)j->x + j->idx[t] * j->row_len;
-            for (Py_ssize_t u = 0; u < j->row_len; u++)
-                o[u] = (float)r[u];
-        }
-    }
-}
 
 static void
 run_job(const Job *j)
 {
     if (j->kind == JOB_GATHER)
-        gather_loop(j);
+        gather_loop(j->x, j->src, j->idx, j->count, j->row_len, j->out);
     else if (j->kind == JOB_ADAM)
         adam_loop(j->n, j->p, j->g, j->o, j->m, j->v, j->b1, j->b2, j->v_factor,
                   j->inv_step, j->eps_over_step, j->decay);
@@ -690,12 +754,21 @@ worker_main(void *arg)
     __atomic_store_n(&w->alive, 0, __ATOMIC_RELEASE);
 }
 
+static long long
+now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 /* Wait (GIL released, spinning) for the job in flight; release its buffers. */
 static void
 worker_finish(Worker *w)
 {
     if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) !=
         __atomic_load_n(&w->posted, __ATOMIC_ACQUIRE)) {
+        long long start = now_ns();
         Py_BEGIN_ALLOW_THREADS
         long spins = 0;
         while (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) !=
@@ -706,23 +779,38 @@ worker_finish(Worker *w)
                 sched_yield();  /* a busy machine: let the helper have the CPU */
         }
         Py_END_ALLOW_THREADS
+        w->waited_ns += now_ns() - start;
     }
     for (int i = 0; i < w->n_held; i++)
         PyBuffer_Release(&w->held[i]);
     w->n_held = 0;
 }
 
+/* Methods run one at a time: a second Python thread gets RuntimeError. */
 static int
-worker_check_alive(Worker *w)
+worker_enter(Worker *w, int must_be_alive)
 {
-    if (!__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE)) {
+    if (w->in_use) {
+        PyErr_SetString(PyExc_RuntimeError, "_kernels.Worker: in use by another "
+                        "thread (a Worker serves one training loop)");
+        return -1;
+    }
+    if (must_be_alive && !__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE)) {
         PyErr_SetString(PyExc_RuntimeError, "_kernels.Worker: not started");
         return -1;
     }
+    w->in_use = 1;
     return 0;
 }
 
-/* Hand over the job in w->job (buffers already in w->held). */
+static PyObject *
+worker_leave(Worker *w, PyObject *result)
+{
+    w->in_use = 0;
+    return result;
+}
+
+/* Hand over the job in w->job (its buffers already in w->held). */
 static void
 worker_post(Worker *w)
 {
@@ -732,82 +820,89 @@ worker_post(Worker *w)
 static PyObject *
 Worker_start(Worker *w, PyObject *noargs)
 {
+    if (worker_enter(w, 0) < 0)
+        return NULL;
     if (__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
-        Py_RETURN_NONE;
+        return worker_leave(w, Py_NewRef(Py_None));
     w->posted = w->done = 0;
     w->stop = 0;
     w->alive = 1;
+    Py_INCREF(w);  /* the thread's reference, dropped by stop() */
     if (PyThread_start_new_thread(worker_main, w) == PYTHREAD_INVALID_THREAD_ID) {
         w->alive = 0;
+        Py_DECREF(w);
         PyErr_SetString(PyExc_RuntimeError, "_kernels.Worker: cannot start a thread");
-        return NULL;
+        return worker_leave(w, NULL);
     }
-    Py_INCREF(w);  /* the thread's reference, dropped by stop() */
-    Py_RETURN_NONE;
+    return worker_leave(w, Py_NewRef(Py_None));
 }
 
 static PyObject *
 Worker_stop(Worker *w, PyObject *noargs)
 {
+    if (worker_enter(w, 0) < 0)
+        return NULL;
     if (!__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
-        Py_RETURN_NONE;
+        return worker_leave(w, Py_NewRef(Py_None));
     worker_finish(w);
     __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
     Py_BEGIN_ALLOW_THREADS
     while (__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
         cpu_relax();
     Py_END_ALLOW_THREADS
-    Py_DECREF(w);
+    worker_leave(w, NULL);
+    Py_DECREF(w);  /* may free w: touch nothing after this */
     Py_RETURN_NONE;
 }
 
 static PyObject *
 Worker_wait(Worker *w, PyObject *noargs)
 {
+    if (worker_enter(w, 0) < 0)
+        return NULL;
     worker_finish(w);
-    Py_RETURN_NONE;
+    return worker_leave(w, Py_NewRef(Py_None));
 }
 
 /* gather(x, idx, out, rows, row_len, kind): start out = float32(x[idx]). */
 static PyObject *
 Worker_gather(Worker *w, PyObject *args)
 {
-    if (worker_check_alive(w) < 0)
+    if (worker_enter(w, 1) < 0)
         return NULL;
     worker_finish(w);
     Py_buffer *x = &w->held[0], *idx = &w->held[1], *out = &w->held[2];
     Py_ssize_t rows, row_len;
     int kind;
-    if (!PyArg_ParseTuple(args, "y*y*w*nnC", x, idx, out, &rows, &row_len, &kind))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "O&O&O&nnC", rows_in, x, i64_in, idx, f32_out, out,
+                          &rows, &row_len, &kind))
+        return worker_leave(w, NULL);
     w->n_held = 3;
-    Py_ssize_t item = kind == 'd' ? 8 : kind == 'f' ? 4 : kind == 'B' ? 1 : 0;
     Py_ssize_t count = idx->len / (Py_ssize_t)sizeof(int64_t);
-    if (item == 0 || rows < 0 || row_len < 0) {
-        PyErr_SetString(PyExc_ValueError, "_kernels: gather: bad kind or sizes");
+    Py_ssize_t bad = -1;
+    if (kind != rows_kind(x)) {
+        PyErr_Format(PyExc_TypeError, "_kernels: gather: kind '%c' does not match "
+                     "x's items", kind);
         goto fail;
     }
-    if (check_len(x, rows * row_len, item, "x") < 0 ||
-        check_len(idx, count, sizeof(int64_t), "idx") < 0 ||
-        check_len(out, count * row_len, sizeof(float), "out") < 0)
+    if (check_items(x, rows, row_len, "x") < 0 ||
+        check_items(out, count, row_len, "out") < 0)
         goto fail;
-    const int64_t *ix = idx->buf;
-    for (Py_ssize_t t = 0; t < count; t++)
-        if (ix[t] < 0 || ix[t] >= rows) {
-            PyErr_Format(PyExc_IndexError, "_kernels: gather: index %zd is outside "
-                         "0..%zd", t, rows - 1);
-            goto fail;
-        }
-    Job job = {.kind = JOB_GATHER, .x = x->buf, .idx = ix, .out = out->buf,
+    bad = bad_index(idx->buf, count, rows);
+    if (bad >= 0) {
+        index_error(idx->buf, bad, rows);
+        goto fail;
+    }
+    Job job = {.kind = JOB_GATHER, .x = x->buf, .idx = idx->buf, .out = out->buf,
                .count = count, .row_len = row_len, .src = kind};
     w->job = job;
     worker_post(w);
-    Py_RETURN_NONE;
+    return worker_leave(w, Py_NewRef(Py_None));
 fail:
     for (int i = 0; i < w->n_held; i++)
         PyBuffer_Release(&w->held[i]);
     w->n_held = 0;
-    return NULL;
+    return worker_leave(w, NULL);
 }
 
 /* adam_update(...): as the module's adam_update, the second half of the
@@ -816,26 +911,24 @@ fail:
 static PyObject *
 Worker_adam_update(Worker *w, PyObject *args)
 {
-    if (worker_check_alive(w) < 0)
+    if (worker_enter(w, 1) < 0)
         return NULL;
     worker_finish(w);
     Py_buffer *p = &w->held[0], *g = &w->held[1], *out = &w->held[2],
               *m = &w->held[3], *v = &w->held[4];
     double b1, b2, v_factor, inv_step, eps_over_step, decay;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*w*dddddd", p, g, out, m, v, &b1, &b2,
-                          &v_factor, &inv_step, &eps_over_step, &decay))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&dddddd", f32_in, p, f32_in, g, f32_out,
+                          out, f32_out, m, f32_out, v, &b1, &b2, &v_factor,
+                          &inv_step, &eps_over_step, &decay))
+        return worker_leave(w, NULL);
     w->n_held = 5;
     Py_ssize_t n = p->len / (Py_ssize_t)sizeof(float);
-    if (check_len(p, n, sizeof(float), "params") < 0 ||
-        check_len(g, n, sizeof(float), "grads") < 0 ||
-        check_len(out, n, sizeof(float), "out") < 0 ||
-        check_len(m, n, sizeof(float), "m") < 0 ||
-        check_len(v, n, sizeof(float), "v") < 0) {
+    if (check_items(g, n, 1, "grads") < 0 || check_items(out, n, 1, "out") < 0 ||
+        check_items(m, n, 1, "m") < 0 || check_items(v, n, 1, "v") < 0) {
         for (int i = 0; i < w->n_held; i++)
             PyBuffer_Release(&w->held[i]);
         w->n_held = 0;
-        return NULL;
+        return worker_leave(w, NULL);
     }
     /* split on a 64-byte boundary so the two threads share no cache line */
     Py_ssize_t half = (n / 2) & ~(Py_ssize_t)15;
@@ -853,7 +946,13 @@ Worker_adam_update(Worker *w, PyObject *args)
               (float)inv_step, (float)eps_over_step, (float)decay);
     Py_END_ALLOW_THREADS
     worker_finish(w);
-    Py_RETURN_NONE;
+    return worker_leave(w, Py_NewRef(Py_None));
+}
+
+static PyObject *
+Worker_get_waited(Worker *w, void *closure)
+{
+    return PyFloat_FromDouble((double)w->waited_ns * 1e-9);
 }
 
 static PyObject *
@@ -887,6 +986,8 @@ static PyMethodDef Worker_methods[] = {
 
 static PyGetSetDef Worker_getset[] = {
     {"alive", (getter)Worker_get_alive, NULL, "True while the thread runs.", NULL},
+    {"waited", (getter)Worker_get_waited, NULL,
+     "Seconds callers have spent waiting for the thread to finish a job.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -46,6 +46,9 @@ class Checkpoint:
         The run's options (dataset, layers, optimizer, batch size...).
     history : dict
         Per-epoch lists, Keras keys.
+    engine : str
+        ``kernels.engine`` of the run ("compiled" or "numpy"; "" when not
+        recorded): a run resumed on the other one is not bit-identical.
     """
 
     model: object
@@ -54,6 +57,7 @@ class Checkpoint:
     seed: int
     options: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
+    engine: str = ""
 
 
 def checkpoint_path(directory):
@@ -90,6 +94,7 @@ def save_checkpoint(directory, checkpoint):
         "seed": int(checkpoint.seed),
         "options": checkpoint.options,
         "history": checkpoint.history,
+        "engine": checkpoint.engine,
     }
     return saving.write_container(checkpoint_path(directory), tensors, description)
 
@@ -127,8 +132,11 @@ def load_checkpoint(directory):
         raise ModelFileError(f"{path}: 'epoch' and 'seed' must be integers")
     if not isinstance(options, dict) or not isinstance(history, dict):
         raise ModelFileError(f"{path}: 'options' and 'history' must be objects")
+    engine = description.get("engine", "")
+    if not isinstance(engine, str):
+        raise ModelFileError(f"{path}: 'engine' must be a string")
     state = _decode(description.get("optimizer_state"), state_arrays, path)
-    return Checkpoint(model, state, epoch, seed, options, history)
+    return Checkpoint(model, state, epoch, seed, options, history, engine)
 
 
 # ---------------------------------------------------------------------------

@@ -874,6 +874,12 @@ def _train_mlp(options, data, x_train, checkpoint_dir, resumed):
         # fit keeps an optimizer already built for this many parameters
         model.optimizer.build(model.count_params(), model.dtype)
         model.optimizer.set_state(resumed.optimizer_state)
+        now = kernels.engine(model.dtype)
+        if resumed.engine and resumed.engine != now:
+            _warn(f"the checkpoint's epochs ran on the {resumed.engine} kernels and "
+                  f"this run uses the {now} ones: the result will differ from an "
+                  "uninterrupted run by float32 rounding (set SOFTMAXREG_KERNELS="
+                  f"{'auto' if resumed.engine == 'compiled' else 'numpy'} to match)")
     recorder = _EpochRecorder(options, checkpoint_dir, history, initial_epoch)
     if initial_epoch >= options["epochs"]:
         return _Outcome(model, history, initial_epoch, 0.0, interrupted=False)
@@ -948,6 +954,7 @@ class _EpochRecorder:
             seed=self.options["seed"],
             options=self.options,
             history=self.history,
+            engine=kernels.engine(model.dtype),
         )
         checkpoint.save_checkpoint(self.checkpoint_dir, state)
 

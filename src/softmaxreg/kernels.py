@@ -20,6 +20,7 @@ seed still gives the same weights on the same machine.
 """
 
 import os
+import warnings
 
 import numpy as np
 
@@ -29,14 +30,26 @@ except ImportError:  # built without a C compiler: NumPy only
     _c = None
 
 __all__ = ["AVAILABLE", "ENABLED", "WORKER", "SPARSE_DENSITY", "input_density",
-           "describe", "default_train_threads", "usable_cpus", "Worker", "adam_update", "softmax_head",
-           "gather_kind", "gather_rows", "SparseScratch"]
+           "engine", "describe", "env_threads", "default_train_threads", "usable_cpus", "Worker",
+           "adam_update", "softmax_head", "gather_kind", "gather_rows", "SparseScratch"]
 
 AVAILABLE = _c is not None
 """True when the compiled extension was built and imports."""
 
-ENABLED = AVAILABLE and os.environ.get("SOFTMAXREG_KERNELS", "auto").strip().lower() \
-    not in ("numpy", "off", "0")
+
+def _kernels_setting():
+    """SOFTMAXREG_KERNELS: "auto" (the default) or "numpy" (kernels off)."""
+    value = os.environ.get("SOFTMAXREG_KERNELS", "auto").strip().lower()
+    if value in ("numpy", "off", "0"):
+        return False
+    if value not in ("auto", "", "on", "1", "compiled"):
+        warnings.warn(f"SOFTMAXREG_KERNELS={value!r} is neither 'auto' nor 'numpy'; "
+                      "using 'auto' (the compiled kernels where built)", RuntimeWarning,
+                      stacklevel=2)
+    return True
+
+
+ENABLED = AVAILABLE and _kernels_setting()
 """True when training uses the compiled kernels (``SOFTMAXREG_KERNELS=numpy``
 turns them off)."""
 
@@ -83,6 +96,11 @@ class Worker:
     def alive(self):
         return self._thread.alive
 
+    @property
+    def waited(self):
+        """Seconds the training loop has spent waiting for this thread."""
+        return self._thread.waited
+
     def gather(self, x, idx, out, kind):
         """Start ``out[...] = x[idx]`` (as ``gather_rows``); ``wait()`` for it."""
         rows = x.shape[0]
@@ -112,11 +130,33 @@ def input_density(x):
     return np.count_nonzero(rows) / rows.size
 
 
+def env_threads(name, default=None):
+    """1 or 2 threads from the environment variable ``name``, else ``default``.
+
+    Raises ValueError naming the variable for any other value.
+    """
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    if value.strip() not in ("1", "2"):
+        raise ValueError(f"{name}: expected 1 or 2 (threads); got {value!r}: set it to "
+                         "1 or 2, or unset it")
+    return int(value)
+
+
 def default_train_threads(dtype):
     """2 where a float32 model can use the compiled helper thread on a second
     CPU, else 1 (the NumPy update gains from a second thread only for very
     large models)."""
     return 2 if WORKER and np.dtype(dtype) == np.float32 and usable_cpus() >= 2 else 1
+
+
+def engine(dtype):
+    """"compiled" or "numpy": the code that trains a model of ``dtype``.
+
+    Runs on the two differ by float32 rounding; threads do not matter.
+    """
+    return "compiled" if ENABLED and np.dtype(dtype) == np.float32 else "numpy"
 
 
 def describe(dtype=np.float32):
@@ -125,8 +165,8 @@ def describe(dtype=np.float32):
         why = ("float64 model" if ENABLED else "turned off by SOFTMAXREG_KERNELS"
                if AVAILABLE else "compiled kernels not built")
         return f"NumPy ({why})"
-    threads = os.environ.get("SOFTMAXREG_TRAIN_THREADS", "").strip()
-    if threads == "1" or (not threads and default_train_threads(dtype) == 1):
+    threads = env_threads("SOFTMAXREG_TRAIN_THREADS") or default_train_threads(dtype)
+    if threads == 1 or not WORKER:
         return "compiled kernels, 1 thread"
     return "compiled kernels + helper thread"
 

@@ -232,20 +232,9 @@ class _InterruptFlag:
         return False
 
 
-def _thread_setting(env_name, default):
-    """1 or 2 threads: the environment variable ``env_name`` or ``default``."""
-    value = os.environ.get(env_name)
-    if value is None:
-        return default
-    if value.strip() not in ("1", "2"):
-        raise ValueError(f"{env_name}: expected 1 or 2 (threads); got {value!r}: "
-                         f"set it to 1 or 2, or unset it")
-    return int(value)
-
-
 def _blas_threads():
     """Limit BLAS to ``BLAS_THREADS`` threads; a no-op without threadpoolctl."""
-    limit = _thread_setting("SOFTMAXREG_BLAS_THREADS", BLAS_THREADS)
+    limit = _kernels.env_threads("SOFTMAXREG_BLAS_THREADS", BLAS_THREADS)
     if threadpool_limits is None or limit is None:
         return contextlib.nullcontext()
     return threadpool_limits(limits=limit, user_api="blas")
@@ -295,6 +284,92 @@ class _Diverged(Exception):
     pass
 
 
+# Held while fit checks that neither the model nor its optimizer is training.
+_FIT_GUARD = threading.Lock()
+
+
+class _Helper:
+    """The compiled helper thread of one ``fit`` (kernels.Worker), lent to the
+    model and its optimizer while it pays.
+
+    A second thread pays only when it gets a CPU promptly: on a busy machine
+    every step waits for it (measured: 6-8x slower steps with another process
+    running). So an epoch times its first ``TRIAL`` steps without the helper
+    and the next ``TRIAL`` with it, and keeps the faster way for the rest of
+    the epoch; a helper kept is stopped if steps then wait for it more than
+    ``MAX_WAIT`` seconds each on average. The weights are the same either way.
+    """
+
+    TRIAL = 32
+    MAX_WAIT = 300e-6  # an idle machine: a few to a few tens of microseconds
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, model):
+        self._model = model
+        self.worker = None
+        self._phase = None
+        self._mark = self._without = self._waited = 0.0
+        self._skip = self._backoff = 0  # epochs without a trial, and the next such
+
+    def start(self):
+        if self.worker is None:
+            self.worker = _kernels.Worker().__enter__()
+            self._waited = 0.0
+            self._model._worker = self._model.optimizer._worker = self.worker
+
+    def stop(self):
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            self._model._worker = self._model.optimizer._worker = None
+            worker.__exit__(None, None, None)
+
+    def epoch_begin(self):
+        """Start the trial of this epoch (its first steps run without the
+        helper, which also absorbs the warm-up); return the worker (None).
+
+        After a trial that dropped the helper, the next 1, 2, 4 or 8 epochs
+        (doubling while it keeps losing) skip the trial and run without it.
+        """
+        self.stop()
+        if self._skip:
+            self._skip -= 1
+            self._phase = "decided"
+        else:
+            self._phase, self._mark = "without", self.clock()
+        return self.worker
+
+    def after_step(self, step):
+        """Advance the trial after ``step`` (from 1); return the worker to use
+        for the next step, or None."""
+        if step % self.TRIAL:
+            return self.worker
+        now = self.clock()
+        if self._phase == "without":
+            self._without, self._mark, self._phase = now - self._mark, now, "with"
+            self.start()
+        elif self._phase == "with":
+            self._phase = "decided"
+            if now - self._mark < 0.95 * self._without:
+                self._backoff = 0
+            else:
+                self.stop()
+                self._backoff = min(2 * self._backoff, 8) if self._backoff else 1
+                self._skip = self._backoff
+        elif self.worker is not None:
+            waited = self.worker.waited
+            if waited - self._waited > self.TRIAL * self.MAX_WAIT:
+                self.stop()
+            self._waited = waited
+        return self.worker
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
 class Sequential:
     """A linear stack of layers with Keras's compile / fit / evaluate / predict.
 
@@ -331,6 +406,8 @@ class Sequential:
         self._loss_limit = None  # the divergence limit of the current fit
         self._head_kernel = False  # the compiled last layer + loss, chosen in fit
         self._worker = None  # the helper thread during fit (kernels.Worker)
+        self._helper = None  # its manager during fit (_Helper)
+        self._fitting = False
         for layer in layers or ():
             self.add(layer)
 
@@ -559,6 +636,23 @@ class Sequential:
         1, faster for this library's small products).
         """
         self._require_compiled("fit")
+        with _FIT_GUARD:
+            if self._fitting or self.optimizer._in_fit:
+                raise RuntimeError(
+                    "fit: this model, or its optimizer, is already training (in "
+                    "another thread, or fit was called from a callback); train one "
+                    "model per optimizer at a time")
+            self._fitting = self.optimizer._in_fit = True
+        try:
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks,
+                             validation_split, validation_data, shuffle,
+                             initial_epoch, seed, stream)
+        finally:
+            self._fitting = self.optimizer._in_fit = False
+            self._helper = None
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+             validation_data, shuffle, initial_epoch, seed, stream):
         plan = self._prepare_fit(x, y, batch_size, epochs, verbose, callbacks,
                                  validation_split, validation_data, initial_epoch,
                                  seed)
@@ -605,7 +699,7 @@ class Sequential:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         seed = _check_int("seed", seed, 0)
-        threads = _thread_setting("SOFTMAXREG_TRAIN_THREADS", TRAIN_THREADS)
+        threads = _kernels.env_threads("SOFTMAXREG_TRAIN_THREADS", TRAIN_THREADS)
         if threads is None:
             threads = _kernels.default_train_threads(self.dtype)
 
@@ -666,21 +760,13 @@ class Sequential:
 
     def _helper_thread(self, plan):
         """The second thread of a fit with ``threads == 2``: the compiled
-        helper (kernels.Worker) where it applies, else the NumPy optimizer's."""
+        helper (see _Helper) where it applies, else the NumPy optimizer's."""
         if plan["threads"] != 2:
             return contextlib.nullcontext()
         if _kernels.WORKER and self.dtype == np.float32:
-            return self._lend_worker()
+            self._helper = _Helper(self)
+            return self._helper
         return self.optimizer.parallel()
-
-    @contextlib.contextmanager
-    def _lend_worker(self):
-        with _kernels.Worker() as worker:
-            self._worker = self.optimizer._worker = worker
-            try:
-                yield
-            finally:
-                self._worker = self.optimizer._worker = None
 
     def _training_arrays(self, x, y):
         """Validated samples, targets and integer labels; at least 2 classes."""
@@ -755,24 +841,26 @@ class Sequential:
         order = order.astype(np.int64, copy=False)
         epoch_labels = labels[order]  # in batch order: each batch's labels a slice
         gather = _kernels.gather_kind(x, self.dtype)
-        worker = self._worker if gather is not None else None
-        if worker is not None:  # the helper gathers each next batch ahead
-            worker.gather(x, order[:batch_size], self._batch_buffer(
-                min(batch_size, order.size), 0), gather)
+        helper = self._helper
+        worker = helper.epoch_begin() if helper is not None else None
+        pending = None  # (worker, buffer, slot): the next batch, being gathered
         step_fn, threads = self._train_step, plan["threads"]
         self._fused_now = self._fused
         self._first_param_layer = self._param_layer_indices[0]
         for step, start in enumerate(range(0, order.size, batch_size), 1):
             idx = order[start:start + batch_size]
-            if worker is not None:
-                worker.wait()
-                xb = self._batch_buffer(idx.size, step % 2 ^ 1)
-                ahead = order[start + batch_size:start + 2 * batch_size]
-                if ahead.size:
-                    worker.gather(x, ahead, self._batch_buffer(ahead.size, step % 2),
-                                  gather)
+            if pending is not None:
+                pending[0].wait()  # returns at once if that helper has stopped
+                _, xb, slot = pending
+                pending = None
             else:
-                xb = self._batch(x, idx, gather)
+                xb, slot = self._batch(x, idx, gather), 0
+            ahead = order[start + batch_size:start + 2 * batch_size]
+            if worker is not None and gather is not None and ahead.size:
+                # the helper gathers the next batch while this step runs
+                buffer = self._batch_buffer(ahead.size, 1 - slot)
+                worker.gather(x, ahead, buffer, gather)
+                pending = (worker, buffer, 1 - slot)
             batch_labels = epoch_labels[start:start + batch_size]
             batch_targets = batch_labels if same else targets[idx]
             try:
@@ -783,6 +871,8 @@ class Sequential:
             total_loss += loss_sum
             total_correct += correct
             seen += idx.size
+            if helper is not None:
+                worker = helper.after_step(step)
             if report is not None:
                 report(step, total_loss / seen,
                        total_correct / seen if track_accuracy else None)

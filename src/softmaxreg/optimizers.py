@@ -73,6 +73,7 @@ class Optimizer:
         self._helper = None
         self._compiled = False
         self._worker = None  # a kernels.Worker lent by the model during fit
+        self._in_fit = False  # set by Sequential.fit while it trains with this
 
     def build(self, n_params, dtype):
         """Allocate zeroed state for ``n_params`` parameters of ``dtype``."""
