@@ -14,7 +14,8 @@ class BuildKernels(build_ext):
         if self.compiler.compiler_type != "msvc":
             for ext in self.extensions:
                 # no fused multiply-add in the Adam update: it must match NumPy
-                ext.extra_compile_args += ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+                ext.extra_compile_args += ["-O3", "-ffp-contract=off",
+                                           "-fno-math-errno"]
         super().build_extensions()
 
 

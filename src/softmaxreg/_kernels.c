@@ -36,7 +36,8 @@
 #endif
 
 /* Wider vectors where the CPU has them, chosen once at load time. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__clang__)
 #define SR_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
 /* the products may fuse multiply-adds: their summation order differs from
  * BLAS anyway; the Adam update must not (it matches NumPy bit for bit) */
@@ -82,12 +83,17 @@ typed_buffer(PyObject *obj, Py_buffer *view, int writable, const char *codes,
     return Py_CLEANUP_SUPPORTED;
 }
 
-static int f32_in(PyObject *o, void *v) { return typed_buffer(o, v, 0, "f", 4, "float32"); }
-static int f32_out(PyObject *o, void *v) { return typed_buffer(o, v, 1, "f", 4, "float32"); }
-static int i64_in(PyObject *o, void *v) { return typed_buffer(o, v, 0, "lq", 8, "int64"); }
-static int i32_in(PyObject *o, void *v) { return typed_buffer(o, v, 0, "il", 4, "int32"); }
-static int i32_out(PyObject *o, void *v) { return typed_buffer(o, v, 1, "il", 4, "int32"); }
-static int u32_out(PyObject *o, void *v) { return typed_buffer(o, v, 1, "IL", 4, "uint32"); }
+#define CONVERTER(name, writable, codes, size, what)                          \
+    static int name(PyObject *o, void *v)                                       \
+    {                                                                           \
+        return typed_buffer(o, v, writable, codes, size, what);                 \
+    }
+CONVERTER(f32_in, 0, "f", 4, "float32")
+CONVERTER(f32_out, 1, "f", 4, "float32")
+CONVERTER(i64_in, 0, "lq", 8, "int64")
+CONVERTER(i32_in, 0, "il", 4, "int32")
+CONVERTER(i32_out, 1, "il", 4, "int32")
+CONVERTER(u32_out, 1, "IL", 4, "uint32")
 
 /* The rows a batch is gathered from: float64, float32 or uint8. */
 static int
@@ -226,8 +232,9 @@ compress_by_feature(Py_ssize_t n, Py_ssize_t d, const float *restrict x,
 
 /* z (n, k) = x (n, d) @ w (d, k) + b (k), given x by feature: z starts as b
  * in every row, then each row j of w is added, times x[i, j], to the rows i
- * of z where x[:, j] is nonzero; relu, unless NULL, gets max(z, 0). Output units go 64 at a time with that part
- * of w's row in registers (4 AVX-512, 8 AVX or 16 SSE registers), then 16. */
+ * of z where x[:, j] is nonzero; relu, unless NULL, gets max(z, 0). Output
+ * units go 64 at a time with that part of w's row in registers (4 AVX-512,
+ * 8 AVX or 16 SSE registers), then 16. */
 SR_CLONES SR_CONTRACT static void
 sparse_matmul_loop(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
                    const int32_t *restrict col_ptr, const int32_t *restrict rows,
@@ -318,9 +325,10 @@ sparse_matmul(PyObject *self, PyObject *args)
 
 /* g (d, k) = x^T (d, n) @ e (n, k), x given by feature as sparse_matmul left
  * it, after e *= (z > 0) when relu_z is given (in place: e becomes the
- * gradient wrt z) and gb = column sums of e unless gb is NULL: row j of g is the sum of the rows of e picked by the nonzeros of
- * feature j, each times its value, summed in registers and written once
- * (zeros for a feature that is zero across the batch). */
+ * gradient wrt z) and gb = column sums of e unless gb is NULL. Row j of g is
+ * the sum of the rows of e picked by the nonzeros of feature j, each times
+ * its value, summed in registers and written once (zeros for a feature that
+ * is zero across the batch). */
 SR_CLONES SR_CONTRACT static void
 sparse_matmul_tn_loop(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
                       const int32_t *restrict col_ptr, const int32_t *restrict rows,

@@ -2,7 +2,7 @@
 
 ``_kernels.c`` holds float32 versions of the costliest parts of a training
 step: the Adam update (one pass instead of eleven), the products of a Dense
-layer with a mostly-zero input (MNIST digits are about 80% zero pixels), and
+layer with a mostly-zero input (MNIST digits are 82% zero pixels), and
 the last Dense layer with its softmax and sparse cross-entropy, forward and
 backward in one call instead of a dozen small NumPy ones. The NumPy code in
 optimizers.py, layers.py and losses.py stays the reference: it runs for
@@ -13,10 +13,11 @@ checks each kernel against it.
 Where there are two CPUs, a helper thread written in C (``Worker``) gathers
 the next batch while a step computes and runs half of each Adam update.
 
-The Adam kernel reproduces the NumPy update bit for bit, on one thread or two. The products sum in
-a different order from BLAS, so a model trained with them differs from one
-trained without them by float32 rounding; each is deterministic, so the same
-seed still gives the same weights on the same machine.
+The Adam kernel reproduces the NumPy update bit for bit, on one thread or
+two. The products sum in a different order from BLAS, so a model trained
+with them differs from one trained without them by float32 rounding; each is
+deterministic, so the same seed still gives the same weights on the same
+machine.
 """
 
 import os
@@ -30,8 +31,9 @@ except ImportError:  # built without a C compiler: NumPy only
     _c = None
 
 __all__ = ["AVAILABLE", "ENABLED", "WORKER", "SPARSE_DENSITY", "input_density",
-           "engine", "describe", "env_threads", "default_train_threads", "usable_cpus", "Worker",
-           "adam_update", "softmax_head", "gather_kind", "gather_rows", "SparseScratch"]
+           "engine", "describe", "env_threads", "default_train_threads",
+           "usable_cpus", "Worker", "adam_update", "softmax_head", "gather_kind",
+           "gather_rows", "SparseScratch"]
 
 AVAILABLE = _c is not None
 """True when the compiled extension was built and imports."""

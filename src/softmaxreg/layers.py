@@ -337,7 +337,8 @@ class Dense(Layer):
             if self._sparse is not None:
                 self._sparse.matmul_tn(grad_z, self.grad_kernel, self.grad_bias)
             else:
-                np.matmul(self._x.T, grad_z, out=self.grad_kernel)  # (n_features, n_units)
+                # (n_features, n_units)
+                np.matmul(self._x.T, grad_z, out=self.grad_kernel)
                 np.add.reduce(grad_z, axis=0, out=self.grad_bias)  # (n_units,)
         if self.l2:
             self.grad_kernel += (2.0 * self.l2 * self.grad_scale) * self.kernel

@@ -735,8 +735,9 @@ class Sequential:
         The first Dense layer skips zero inputs when it sees the raw samples
         (through Flatten, Rescaling without offset or Dropout, which keep
         zeros) and they are mostly zero; a last Dense layer with softmax and
-        integer labels runs with the loss in one kernel. Deciding from the data, not from a batch,
-        makes a resumed run choose as the run it continues.
+        integer labels runs with the loss in one kernel. Deciding from the
+        data, not from a batch, makes a resumed run choose as the run it
+        continues.
         """
         compiled = _kernels.ENABLED and self.dtype == np.float32
         first = self.layers[self._param_layer_indices[0]]
@@ -747,8 +748,9 @@ class Sequential:
         for layer in self.layers:
             if isinstance(layer, _layers.Dense):
                 layer.sparse_input = False
-        first.sparse_input = bool(compiled and keeps_zeros and isinstance(
-            first, _layers.Dense) and _kernels.input_density(x) < _kernels.SPARSE_DENSITY)
+        sparse = _kernels.input_density(x) < _kernels.SPARSE_DENSITY
+        first.sparse_input = bool(compiled and keeps_zeros and sparse
+                                  and isinstance(first, _layers.Dense))
         self._head_kernel = bool(compiled and self.loss.sparse and self._fused
                                  and labels.dtype == np.int64)
 
