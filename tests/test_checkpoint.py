@@ -287,6 +287,18 @@ def test_resume_extends_the_run_exactly(tmp_path, capsys, monkeypatch):
     assert checkpoint.load_checkpoint(tmp_path / "ck").epoch == 3
 
 
+def test_checkpoint_engine_must_be_known(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = write_npz(tmp_path / "blocks.npz", n_train=100, n_test=20)
+    argv = ["train", "--dataset", data, *SMALL_RUN, "--epochs", "1"]
+    assert run(capsys, *argv, "--checkpoint", "ck")[0] == 0
+    saved = checkpoint.load_checkpoint(tmp_path / "ck")
+    saved.engine = "gpu"  # written with a valid digest, as an editor could
+    checkpoint.save_checkpoint(tmp_path / "ck", saved)
+    with pytest.raises(ModelFileError, match="'engine' must be \"compiled\" or"):
+        checkpoint.load_checkpoint(tmp_path / "ck")
+
+
 def test_resume_on_other_kernels_warns(tmp_path, capsys, monkeypatch):
     from softmaxreg import kernels
 

@@ -468,15 +468,14 @@ def test_training_on_two_threads_is_bit_identical_to_one(monkeypatch, started_wo
     rng = np.random.default_rng(10)
     x, y = _digits_like(rng, 200)
     x = x.astype(np.float64)  # the tutorial passes float64 pixels
-    monkeypatch.setattr(softmaxreg.models._Helper, "TRIAL", 4)  # 12 steps an epoch
     weights = []
     for threads in ("1", "2"):
         monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", threads)
         model = _mlp(learning_rate=0.01)
-        model.fit(x, y, epochs=2, batch_size=16, seed=3, verbose=0,
-                  validation_split=0.1)
+        model.fit(x, y, epochs=2, batch_size=4, seed=3, verbose=0,
+                  validation_split=0.1)  # 45 steps an epoch: a trial of 11 each way
         weights.append(model.get_weights())
-    assert started_workers  # the 2-thread fit used it (steps 5-8 at least) ...
+    assert started_workers  # the 2-thread fit used it (steps 12-22 at least) ...
     assert not any(worker.alive for worker in started_workers)  # ... and stopped it
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
@@ -484,7 +483,14 @@ def test_training_on_two_threads_is_bit_identical_to_one(monkeypatch, started_wo
 
 @needs_worker
 def test_helper_thread_stops_when_training_fails(monkeypatch, started_workers):
-    monkeypatch.setattr(softmaxreg.models._Helper, "TRIAL", 1)  # on from step 2
+    helper = softmaxreg.models._Helper
+
+    def on_from_the_start(self, n_steps):  # no trial: the helper runs at once
+        self.start()
+        self._phase = "decided"
+        return self.worker
+
+    monkeypatch.setattr(helper, "epoch_begin", on_from_the_start)
     monkeypatch.setenv("SOFTMAXREG_TRAIN_THREADS", "2")
     x, y = _digits_like(np.random.default_rng(11), 64)
     model = _mlp(learning_rate=1e6)
@@ -522,23 +528,31 @@ def test_a_helper_that_slows_steps_is_dropped_after_the_trial(monkeypatch,
     trial = softmaxreg.models._Helper.TRIAL
     # tried in epochs 1 and 3 (one epoch skipped after a loss, then two)
     assert len(started_workers) == 2
-    assert all(worker.calls == trial for worker in started_workers)  # ... only
+    # ... and stops it as soon as its steps have outlasted the trial without it
+    assert all(1 <= worker.calls < trial for worker in started_workers)
     assert not any(worker.alive for worker in started_workers)
+
+
+def _bare_helper(ticks):
+    """A _Helper for a stand-in model, its clock reading ``ticks`` in turn."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(optimizer=SimpleNamespace())
+    helper = softmaxreg.models._Helper(model, model.optimizer)
+    ticks = iter(ticks)
+    helper.clock = lambda: next(ticks)
+    return helper, model
 
 
 @needs_worker
 @pytest.mark.parametrize("without_s, with_s, kept", [(2.0, 1.0, True),
+                                                     (1.0, 1.05, True),  # noise
                                                      (1.0, 2.0, False)])
 def test_helper_trial_keeps_the_faster_way(without_s, with_s, kept, started_workers):
-    from types import SimpleNamespace
-
-    model = SimpleNamespace(optimizer=SimpleNamespace())
-    helper = softmaxreg.models._Helper(model)
-    ticks = iter([0.0, without_s, without_s + with_s])
-    helper.clock = lambda: next(ticks)
+    helper, model = _bare_helper([0.0, without_s, without_s, without_s + with_s])
     trial = helper.TRIAL
     with helper:
-        assert helper.epoch_begin() is None  # the trial starts without it
+        assert helper.epoch_begin(1000) is None  # the trial starts without it
         assert helper.after_step(trial - 1) is None
         worker = helper.after_step(trial)
         assert worker is not None and model.optimizer._worker is worker
@@ -550,18 +564,56 @@ def test_helper_trial_keeps_the_faster_way(without_s, with_s, kept, started_work
 
 
 @needs_worker
-def test_a_kept_helper_stops_when_steps_wait_for_it(monkeypatch, started_workers):
-    from types import SimpleNamespace
-
-    monkeypatch.setattr(kernels.Worker, "waited", property(lambda self: self.fake),
-                        raising=False)
-    model = SimpleNamespace(optimizer=SimpleNamespace())
-    helper = softmaxreg.models._Helper(model)
-    ticks = iter([0.0, 2.0, 3.0, 4.0, 5.0])
-    helper.clock = lambda: next(ticks)
+def test_helper_trial_is_lost_as_soon_as_it_cannot_win(started_workers):
+    helper, model = _bare_helper([0.0, 1.0, 1.5, 2.2])
     trial = helper.TRIAL
     with helper:
-        helper.epoch_begin()
+        helper.epoch_begin(1000)
+        worker = helper.after_step(trial)  # 1 s without it
+        assert helper.after_step(trial + 1) is worker  # 0.5 s with it: go on
+        assert helper.after_step(trial + 2) is None  # 1.2 s: lost, at once
+        assert model.optimizer._worker is None and helper._skip == 1
+        assert not worker.alive
+
+
+@needs_worker
+def test_helper_trial_fits_short_epochs_and_backs_off(started_workers):
+    # epochs of 40 steps: trials of 10 each way; each lost, then cut short
+    helper, _ = _bare_helper([0.0, 1.0, 9.0] + [0.0, 1.0, 9.0] * 3)
+    with helper:
+        assert helper.epoch_begin(40) is None
+        helper.after_step(10)
+        assert helper.after_step(20) is None  # lost: 0.8 s a step against 0.1
+        helper.epoch_end(40)
+        assert helper.epoch_begin(40) is None  # one epoch without a trial ...
+        assert helper._phase == "decided"
+        assert helper.epoch_begin(40) is None and helper._phase == "without"  # then
+        helper.after_step(10)
+        helper.epoch_end(15)  # a trial cut short after 5 steps with it: lost
+        assert helper._phase == "decided" and helper._skip == 2  # then two
+        assert helper.epoch_begin(10) is None and helper._phase == "decided"
+    assert not any(worker.alive for worker in started_workers)
+
+
+@needs_worker
+def test_helper_skips_epochs_too_short_to_time(started_workers):
+    helper, _ = _bare_helper([])
+    with helper:
+        for _ in range(3):
+            assert helper.epoch_begin(helper.MIN_STEPS - 1) is None
+            assert helper.after_step(4) is None
+            helper.epoch_end(helper.MIN_STEPS - 1)
+    assert not started_workers
+
+
+@needs_worker
+def test_a_kept_helper_stops_when_steps_wait_for_it(monkeypatch, started_workers):
+    monkeypatch.setattr(kernels.Worker, "waited", property(lambda self: self.fake),
+                        raising=False)
+    helper, _ = _bare_helper([0.0, 2.0, 3.0, 4.0, 5.0])
+    trial = helper.TRIAL
+    with helper:
+        helper.epoch_begin(1000)
         worker = helper.after_step(trial)
         assert helper.after_step(2 * trial) is worker  # kept: 2 s without, 1 with
         worker.fake = 0.5 * trial * helper.MAX_WAIT
@@ -588,3 +640,86 @@ def test_fit_refuses_a_second_fit_of_the_same_model_or_optimizer():
               callbacks=[softmaxreg.callbacks.LambdaCallback(on_epoch_end=nested)])
     assert seen == [0]
     model.fit(x, y, epochs=1, verbose=0, seed=0)  # free again afterwards
+
+
+def test_compile_and_other_threads_are_refused_while_fit_runs():
+    import threading
+
+    x, y = _digits_like(np.random.default_rng(15), 64)
+    model = _mlp()
+    flagged = model.optimizer
+    seen = {}
+
+    def during(epoch, logs):
+        with pytest.raises(RuntimeError, match="compile: the model is training"):
+            model.compile("adam", "sparse_categorical_crossentropy")
+        model.predict(x[:3])  # fine from fit's own thread (a callback)
+
+        def elsewhere():
+            for call in (lambda: model.predict(x[:3]), lambda: model.evaluate(x, y)):
+                try:
+                    call()
+                except RuntimeError as exc:
+                    seen.setdefault("errors", []).append(str(exc))
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+
+    model.fit(x, y, epochs=1, verbose=0, seed=0,
+              callbacks=[softmaxreg.callbacks.LambdaCallback(on_epoch_end=during)])
+    assert len(seen["errors"]) == 2
+    assert all("training in another thread" in e for e in seen["errors"])
+    assert not flagged._in_fit and model.optimizer is flagged
+    model.predict(x[:3])  # and from any thread once fit has returned
+
+
+def test_a_layer_belongs_to_one_model():
+    import gc
+
+    dense = layers.Dense(3)
+    first = softmaxreg.Sequential([layers.Flatten(), dense])
+    with pytest.raises(ValueError, match="already belongs to another model"):
+        softmaxreg.Sequential([layers.Flatten(), dense])
+    del first
+    gc.collect()
+    softmaxreg.Sequential([layers.Flatten(), dense])  # free once its model is gone
+
+
+@pytest.mark.parametrize("name, value", [("SOFTMAXREG_KERNELS", "numpi"),
+                                         ("SOFTMAXREG_TRAIN_THREADS", "3"),
+                                         ("SOFTMAXREG_BLAS_THREADS", "two")])
+def test_bad_settings_are_refused_before_training(monkeypatch, capsys, name, value):
+    from softmaxreg import cli
+
+    monkeypatch.setenv(name, value)
+    x, y = _digits_like(np.random.default_rng(16), 32)
+    with pytest.raises(ValueError, match=f"{name}: expected"):
+        _mlp().fit(x, y, epochs=1, verbose=0)
+    code = cli.main(["train", "--dataset", "no-such-file.npz"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1  # refused before the dataset is looked at
+    assert lines[0].startswith(f"softmaxreg: error: {name}: expected")
+
+
+@needs_worker
+def test_a_worker_dropped_without_stop_ends_its_thread():
+    import gc
+
+    def threads():
+        return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") \
+            else None
+
+    before = threads()
+    for _ in range(20):
+        worker = _kernels.Worker()
+        worker.start()
+        del worker
+    gc.collect()
+    if before is not None:  # each thread has returned; the OS may lag a moment
+        import time
+
+        deadline = time.monotonic() + 2.0
+        while threads() != before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert threads() == before

@@ -683,7 +683,7 @@ gather_rows(PyObject *self, PyObject *args)
  * hundred microseconds, a sleep-and-wake costs tens): a waiting caller yields
  * its CPU after a few hundred microseconds (a busy machine), and an idle
  * helper spins a millisecond or so, then naps 1 ms at a time until the next
- * job or stop().
+ * job, stop() or the Worker's deletion (which ends the thread too).
  * Built with GCC or clang on POSIX systems only; elsewhere Worker is absent
  * and the Python side runs everything on the calling thread. */
 #if defined(__GNUC__) && !defined(_WIN32)
@@ -794,7 +794,8 @@ worker_finish(Worker *w)
     w->n_held = 0;
 }
 
-/* Methods run one at a time: a second Python thread gets RuntimeError. */
+/* Methods run one call at a time: a call made while another runs (from a
+ * second Python thread) gets RuntimeError. */
 static int
 worker_enter(Worker *w, int must_be_alive)
 {
@@ -835,14 +836,26 @@ Worker_start(Worker *w, PyObject *noargs)
     w->posted = w->done = 0;
     w->stop = 0;
     w->alive = 1;
-    Py_INCREF(w);  /* the thread's reference, dropped by stop() */
     if (PyThread_start_new_thread(worker_main, w) == PYTHREAD_INVALID_THREAD_ID) {
         w->alive = 0;
-        Py_DECREF(w);
         PyErr_SetString(PyExc_RuntimeError, "_kernels.Worker: cannot start a thread");
         return worker_leave(w, NULL);
     }
     return worker_leave(w, Py_NewRef(Py_None));
+}
+
+/* Finish the job in flight and end the thread (it then touches w no more). */
+static void
+worker_end(Worker *w)
+{
+    if (!__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
+        return;
+    worker_finish(w);
+    __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+    Py_BEGIN_ALLOW_THREADS
+    while (__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
+        cpu_relax();
+    Py_END_ALLOW_THREADS
 }
 
 static PyObject *
@@ -850,17 +863,8 @@ Worker_stop(Worker *w, PyObject *noargs)
 {
     if (worker_enter(w, 0) < 0)
         return NULL;
-    if (!__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
-        return worker_leave(w, Py_NewRef(Py_None));
-    worker_finish(w);
-    __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
-    Py_BEGIN_ALLOW_THREADS
-    while (__atomic_load_n(&w->alive, __ATOMIC_ACQUIRE))
-        cpu_relax();
-    Py_END_ALLOW_THREADS
-    worker_leave(w, NULL);
-    Py_DECREF(w);  /* may free w: touch nothing after this */
-    Py_RETURN_NONE;
+    worker_end(w);
+    return worker_leave(w, Py_NewRef(Py_None));
 }
 
 static PyObject *
@@ -972,7 +976,7 @@ Worker_get_alive(Worker *w, void *closure)
 static void
 Worker_dealloc(Worker *w)
 {
-    /* a running thread holds a reference, so here it has stopped */
+    worker_end(w);  /* dropped without stop(): the thread ends here */
     for (int i = 0; i < w->n_held; i++)
         PyBuffer_Release(&w->held[i]);
     Py_TYPE(w)->tp_free((PyObject *)w);

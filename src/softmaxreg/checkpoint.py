@@ -133,8 +133,9 @@ def load_checkpoint(directory):
     if not isinstance(options, dict) or not isinstance(history, dict):
         raise ModelFileError(f"{path}: 'options' and 'history' must be objects")
     engine = description.get("engine", "")
-    if not isinstance(engine, str):
-        raise ModelFileError(f"{path}: 'engine' must be a string")
+    if engine not in ("", "compiled", "numpy"):
+        raise ModelFileError(f"{path}: 'engine' must be \"compiled\" or \"numpy\"; "
+                             "the file was edited or is damaged")
     state = _decode(description.get("optimizer_state"), state_arrays, path)
     return Checkpoint(model, state, epoch, seed, options, history, engine)
 

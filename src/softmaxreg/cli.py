@@ -595,6 +595,7 @@ def _scale(images, scale=INPUT_SCALE, dtype=np.float32):
 
 
 def _run_train(args):
+    kernels.check_environment()  # a bad SOFTMAXREG_* setting: before any work
     explicit = {key for key in TRAINING_KEYS if getattr(args, key) is not None}
     options = _train_options(args)
     resumed = None
@@ -876,10 +877,15 @@ def _train_mlp(options, data, x_train, checkpoint_dir, resumed):
         model.optimizer.set_state(resumed.optimizer_state)
         now = kernels.engine(model.dtype)
         if resumed.engine and resumed.engine != now:
+            if resumed.engine == "numpy":
+                fix = "set SOFTMAXREG_KERNELS=numpy to match"
+            elif kernels.AVAILABLE:
+                fix = "unset SOFTMAXREG_KERNELS to match"
+            else:
+                fix = "reinstall with a C compiler to match"
             _warn(f"the checkpoint's epochs ran on the {resumed.engine} kernels and "
                   f"this run uses the {now} ones: the result will differ from an "
-                  "uninterrupted run by float32 rounding (set SOFTMAXREG_KERNELS="
-                  f"{'auto' if resumed.engine == 'compiled' else 'numpy'} to match)")
+                  f"uninterrupted run by float32 rounding ({fix})")
     recorder = _EpochRecorder(options, checkpoint_dir, history, initial_epoch)
     if initial_epoch >= options["epochs"]:
         return _Outcome(model, history, initial_epoch, 0.0, interrupted=False)

@@ -21,7 +21,6 @@ machine.
 """
 
 import os
-import warnings
 
 import numpy as np
 
@@ -31,7 +30,8 @@ except ImportError:  # built without a C compiler: NumPy only
     _c = None
 
 __all__ = ["AVAILABLE", "ENABLED", "WORKER", "SPARSE_DENSITY", "input_density",
-           "engine", "describe", "env_threads", "default_train_threads",
+           "engine", "describe", "check_environment", "env_threads",
+           "default_train_threads",
            "usable_cpus", "Worker", "adam_update", "softmax_head", "gather_kind",
            "gather_rows", "SparseScratch"]
 
@@ -39,16 +39,13 @@ AVAILABLE = _c is not None
 """True when the compiled extension was built and imports."""
 
 
+_OFF, _ON = ("numpy", "off", "0"), ("auto", "", "on", "1", "compiled")
+
+
 def _kernels_setting():
-    """SOFTMAXREG_KERNELS: "auto" (the default) or "numpy" (kernels off)."""
-    value = os.environ.get("SOFTMAXREG_KERNELS", "auto").strip().lower()
-    if value in ("numpy", "off", "0"):
-        return False
-    if value not in ("auto", "", "on", "1", "compiled"):
-        warnings.warn(f"SOFTMAXREG_KERNELS={value!r} is neither 'auto' nor 'numpy'; "
-                      "using 'auto' (the compiled kernels where built)", RuntimeWarning,
-                      stacklevel=2)
-    return True
+    """SOFTMAXREG_KERNELS: "auto" (the default) or "numpy" (kernels off); any
+    other value counts as "auto" here and is refused by check_environment."""
+    return os.environ.get("SOFTMAXREG_KERNELS", "auto").strip().lower() not in _OFF
 
 
 ENABLED = AVAILABLE and _kernels_setting()
@@ -132,6 +129,19 @@ def input_density(x):
     return np.count_nonzero(rows) / rows.size
 
 
+def check_environment():
+    """Raise ValueError naming any SOFTMAXREG_* setting with a bad value.
+
+    ``fit`` and ``softmaxreg train`` call it before they start.
+    """
+    value = os.environ.get("SOFTMAXREG_KERNELS", "auto").strip().lower()
+    if value not in _OFF + _ON:
+        raise ValueError(f"SOFTMAXREG_KERNELS: expected 'auto' or 'numpy'; got "
+                         f"{value!r}: set one of those, or unset it")
+    for name in ("SOFTMAXREG_TRAIN_THREADS", "SOFTMAXREG_BLAS_THREADS"):
+        env_threads(name)
+
+
 def env_threads(name, default=None):
     """1 or 2 threads from the environment variable ``name``, else ``default``.
 
@@ -162,7 +172,11 @@ def engine(dtype):
 
 
 def describe(dtype=np.float32):
-    """What trains a model of ``dtype``, in a few words (for the CLI)."""
+    """What trains a model of ``dtype``, in a few words (for the CLI).
+
+    Raises ValueError for a bad SOFTMAXREG_* setting (check_environment).
+    """
+    check_environment()
     if not ENABLED or np.dtype(dtype) != np.float32:
         why = ("float64 model" if ENABLED else "turned off by SOFTMAXREG_KERNELS"
                if AVAILABLE else "compiled kernels not built")

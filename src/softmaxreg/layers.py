@@ -48,6 +48,7 @@ class Layer:
     # The factor the incoming gradients carry (the model may fold the optimizer's
     # gradient scale into the loss gradient); penalty gradients get it too.
     grad_scale = 1.0
+    _owner = None  # a weak reference to the model holding the layer
 
     def __init__(self, *, input_shape=None, name=None):
         self.input_shape = _check_shape_arg("input_shape", input_shape)

@@ -28,6 +28,7 @@ import signal
 import threading
 import time
 import warnings
+import weakref
 
 import numpy as np
 
@@ -294,73 +295,95 @@ class _Helper:
 
     A second thread pays only when it gets a CPU promptly: on a busy machine
     every step waits for it (measured: 6-8x slower steps with another process
-    running). So an epoch times its first ``TRIAL`` steps without the helper
-    and the next ``TRIAL`` with it, and keeps the faster way for the rest of
-    the epoch; a helper kept is stopped if steps then wait for it more than
-    ``MAX_WAIT`` seconds each on average. The weights are the same either way.
+    running). So an epoch times a few steps without the helper (which also
+    absorbs the warm-up), then as many with it, and keeps it for the rest of
+    the epoch unless it was more than ``KEEP_MARGIN`` slower per step. A trial
+    is lost as soon as the steps with the helper have taken longer than all
+    those without; an epoch ending mid-trial decides on the steps it had. A
+    kept helper is stopped if steps wait for it more than ``MAX_WAIT``
+    seconds each on average. After a lost trial the next 1, 2, 4, ... 16
+    epochs (doubling while it keeps losing) run without it and without a
+    trial. Epochs of under ``MIN_STEPS`` steps run without it. The weights are
+    the same either way.
     """
 
-    TRIAL = 32
+    TRIAL = 32  # steps timed each way, fewer in short epochs
+    MIN_STEPS = 16
+    KEEP_MARGIN = 1.1  # noise in a 32-step timing is easily 10-20%
     MAX_WAIT = 300e-6  # an idle machine: a few to a few tens of microseconds
+    MAX_SKIP = 16
     clock = staticmethod(time.perf_counter)
 
-    def __init__(self, model):
-        self._model = model
+    def __init__(self, model, optimizer):
+        self._model, self._optimizer = model, optimizer
         self.worker = None
         self._phase = None
+        self._trial = self.TRIAL
         self._mark = self._without = self._waited = 0.0
-        self._skip = self._backoff = 0  # epochs without a trial, and the next such
+        self._skip = self._backoff = 0
 
     def start(self):
         if self.worker is None:
             self.worker = _kernels.Worker().__enter__()
             self._waited = 0.0
-            self._model._worker = self._model.optimizer._worker = self.worker
+            self._model._worker = self._optimizer._worker = self.worker
 
     def stop(self):
         if self.worker is not None:
             worker, self.worker = self.worker, None
-            self._model._worker = self._model.optimizer._worker = None
+            self._model._worker = self._optimizer._worker = None
             worker.__exit__(None, None, None)
 
-    def epoch_begin(self):
-        """Start the trial of this epoch (its first steps run without the
-        helper, which also absorbs the warm-up); return the worker (None).
-
-        After a trial that dropped the helper, the next 1, 2, 4 or 8 epochs
-        (doubling while it keeps losing) skip the trial and run without it.
-        """
+    def epoch_begin(self, n_steps):
+        """Start the trial of an epoch of ``n_steps`` steps; return the worker
+        for its first step (None: trials start without it)."""
         self.stop()
+        self._phase = "decided"
         if self._skip:
             self._skip -= 1
-            self._phase = "decided"
-        else:
+        elif n_steps >= self.MIN_STEPS:
+            self._trial = max(4, min(self.TRIAL, n_steps // 4))
             self._phase, self._mark = "without", self.clock()
         return self.worker
 
     def after_step(self, step):
         """Advance the trial after ``step`` (from 1); return the worker to use
         for the next step, or None."""
-        if step % self.TRIAL:
+        if self._phase == "with" and step % self._trial:
+            # lost already (its steps have used up the time the steps without
+            # it took, and more): stop now rather than at the end of the trial
+            if self.clock() - self._mark > self.KEEP_MARGIN * self._without:
+                self._decide(math.inf)
+            return self.worker
+        if step % self._trial:
             return self.worker
         now = self.clock()
         if self._phase == "without":
             self._without, self._mark, self._phase = now - self._mark, now, "with"
             self.start()
         elif self._phase == "with":
-            self._phase = "decided"
-            if now - self._mark < 0.95 * self._without:
-                self._backoff = 0
-            else:
-                self.stop()
-                self._backoff = min(2 * self._backoff, 8) if self._backoff else 1
-                self._skip = self._backoff
+            self._decide((now - self._mark) / self._trial)
         elif self.worker is not None:
             waited = self.worker.waited
-            if waited - self._waited > self.TRIAL * self.MAX_WAIT:
+            if waited - self._waited > self._trial * self.MAX_WAIT:
                 self.stop()
             self._waited = waited
         return self.worker
+
+    def epoch_end(self, step):
+        """Decide a trial that the epoch's last ``step`` cut short."""
+        if self._phase == "with" and step % self._trial:
+            self._decide((self.clock() - self._mark) / (step % self._trial))
+        self.stop()
+
+    def _decide(self, with_per_step):
+        self._phase = "decided"
+        if with_per_step <= self.KEEP_MARGIN * self._without / self._trial:
+            self._backoff = 0
+            return
+        self.stop()
+        self._backoff = min(2 * self._backoff, self.MAX_SKIP) if self._backoff else 1
+        self._skip = self._backoff
 
     def __enter__(self):
         return self
@@ -408,6 +431,7 @@ class Sequential:
         self._worker = None  # the helper thread during fit (kernels.Worker)
         self._helper = None  # its manager during fit (_Helper)
         self._fitting = False
+        self._fit_thread = None
         for layer in layers or ():
             self.add(layer)
 
@@ -419,6 +443,12 @@ class Sequential:
         if self.built:
             raise ValueError("Sequential.add: the model is already built; add "
                              "layers before training")
+        owner = layer._owner() if layer._owner is not None else None
+        if owner is not None and owner is not self:
+            raise ValueError(f"Sequential.add: this {type(layer).__name__} layer "
+                             "already belongs to another model (a layer's weights "
+                             "live in its model); create a new layer")
+        layer._owner = weakref.ref(self)
         self.layers.append(layer)
 
     @property
@@ -499,6 +529,9 @@ class Sequential:
         "acc", "sparse_categorical_accuracy", "categorical_accuracy"); the
         epoch logs and the history use the name given, as Keras does.
         """
+        if self._fitting:
+            raise RuntimeError("compile: the model is training; compile it before "
+                               "fit or after fit returns")
         self.optimizer = _optimizers.get(optimizer)
         self.loss = _losses.get(loss)
         self.metrics = []
@@ -636,19 +669,21 @@ class Sequential:
         1, faster for this library's small products).
         """
         self._require_compiled("fit")
+        optimizer = self.optimizer
         with _FIT_GUARD:
-            if self._fitting or self.optimizer._in_fit:
+            if self._fitting or optimizer._in_fit:
                 raise RuntimeError(
                     "fit: this model, or its optimizer, is already training (in "
                     "another thread, or fit was called from a callback); train one "
                     "model per optimizer at a time")
-            self._fitting = self.optimizer._in_fit = True
+            self._fitting = optimizer._in_fit = True
+            self._fit_thread = threading.get_ident()
         try:
             return self._fit(x, y, batch_size, epochs, verbose, callbacks,
                              validation_split, validation_data, shuffle,
                              initial_epoch, seed, stream)
         finally:
-            self._fitting = self.optimizer._in_fit = False
+            self._fitting = optimizer._in_fit = False
             self._helper = None
 
     def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
@@ -699,6 +734,7 @@ class Sequential:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         seed = _check_int("seed", seed, 0)
+        _kernels.check_environment()
         threads = _kernels.env_threads("SOFTMAXREG_TRAIN_THREADS", TRAIN_THREADS)
         if threads is None:
             threads = _kernels.default_train_threads(self.dtype)
@@ -766,7 +802,7 @@ class Sequential:
         if plan["threads"] != 2:
             return contextlib.nullcontext()
         if _kernels.WORKER and self.dtype == np.float32:
-            self._helper = _Helper(self)
+            self._helper = _Helper(self, self.optimizer)
             return self._helper
         return self.optimizer.parallel()
 
@@ -844,7 +880,7 @@ class Sequential:
         epoch_labels = labels[order]  # in batch order: each batch's labels a slice
         gather = _kernels.gather_kind(x, self.dtype)
         helper = self._helper
-        worker = helper.epoch_begin() if helper is not None else None
+        worker = helper.epoch_begin(plan["steps"]) if helper is not None else None
         pending = None  # (worker, buffer, slot): the next batch, being gathered
         step_fn, threads = self._train_step, plan["threads"]
         self._fused_now = self._fused
@@ -883,6 +919,8 @@ class Sequential:
                     f"training interrupted during epoch {epoch + 1}, after step "
                     f"{step}; the weights are those after that step")
 
+        if helper is not None:
+            helper.epoch_end(step)
         logs = {"loss": total_loss / seen + self._penalty()}
         for name in self.metrics:
             logs[name] = total_correct / seen
@@ -1057,6 +1095,13 @@ class Sequential:
         return sum(layer.regularization_loss() for layer in self.layers)
 
     # -- inference ---------------------------------------------------------------------
+    def _not_training_elsewhere(self, what):
+        """Refuse ``what`` from another thread while fit runs: the model's work
+        arrays are in use (from a callback, on fit's own thread, it is fine)."""
+        if self._fitting and threading.get_ident() != self._fit_thread:
+            raise RuntimeError(f"{what}: the model is training in another thread; "
+                               "call it from a callback or after fit returns")
+
     def _require_built(self, what):
         if not self.built:
             raise NotFittedError(f"{what}: the model has no weights yet; call fit() "
@@ -1069,6 +1114,7 @@ class Sequential:
         treated as a batch of one: the result has shape (1, n_classes).
         """
         self._require_built("predict")
+        self._not_training_elsewhere("predict")
         x, value_range = self._samples_and_range(x, single_ok=True)
         self._check_range(value_range, "x")
         batch_size = _check_int("batch_size", batch_size or _PREDICT_BATCH, 1)
@@ -1106,6 +1152,7 @@ class Sequential:
         """
         self._require_compiled("evaluate")
         self._require_built("evaluate")
+        self._not_training_elsewhere("evaluate")
         x, value_range = self._samples_and_range(x, single_ok=True)
         if x.shape[0] == 0:
             raise DataError(f"x: no samples to evaluate (x has shape {x.shape})")
