@@ -160,32 +160,66 @@ adam_loop(Py_ssize_t n, const float *restrict p, const float *restrict g,
     }
 }
 
+static void
+release_all(Py_buffer *buffers, int count)
+{
+    for (int i = 0; i < count; i++)
+        PyBuffer_Release(&buffers[i]);
+}
+
+/* One Adam update: its arrays (n floats each) and scalars. */
+typedef struct {
+    const float *p, *g;
+    float *out, *m, *v;
+    Py_ssize_t n;
+    float b1, b2, v_factor, inv_step, eps_over_step, decay;
+} AdamJob;
+
+/* Parse (p, g, out, m, v, b1, b2, v_factor, inv_step, eps_over_step, decay)
+ * into held[0..4] and *job; on failure -1 with nothing left held. */
+static int
+parse_adam(PyObject *args, Py_buffer held[5], AdamJob *job)
+{
+    double s[6];
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&dddddd", f32_in, &held[0], f32_in,
+                          &held[1], f32_out, &held[2], f32_out, &held[3], f32_out,
+                          &held[4], &s[0], &s[1], &s[2], &s[3], &s[4], &s[5]))
+        return -1;
+    Py_ssize_t n = held[0].len / (Py_ssize_t)sizeof(float);
+    if (check_items(&held[1], n, 1, "grads") < 0 ||
+        check_items(&held[2], n, 1, "out") < 0 ||
+        check_items(&held[3], n, 1, "m") < 0 || check_items(&held[4], n, 1, "v") < 0) {
+        release_all(held, 5);
+        return -1;
+    }
+    AdamJob parsed = {held[0].buf, held[1].buf, held[2].buf, held[3].buf,
+                      held[4].buf, n, (float)s[0], (float)s[1], (float)s[2],
+                      (float)s[3], (float)s[4], (float)s[5]};
+    *job = parsed;
+    return 0;
+}
+
+/* The update of entries start .. stop - 1. */
+static void
+adam_part(const AdamJob *j, Py_ssize_t start, Py_ssize_t stop)
+{
+    adam_loop(stop - start, j->p + start, j->g + start, j->out + start,
+              j->m + start, j->v + start, j->b1, j->b2, j->v_factor, j->inv_step,
+              j->eps_over_step, j->decay);
+}
+
 static PyObject *
 adam_update(PyObject *self, PyObject *args)
 {
-    Py_buffer p, g, out, m, v;
-    double b1, b2, v_factor, inv_step, eps_over_step, decay;
-    if (!PyArg_ParseTuple(args, "O&O&O&O&O&dddddd", f32_in, &p, f32_in, &g, f32_out,
-                          &out, f32_out, &m, f32_out, &v, &b1, &b2, &v_factor,
-                          &inv_step, &eps_over_step, &decay))
+    Py_buffer held[5];
+    AdamJob job;
+    if (parse_adam(args, held, &job) < 0)
         return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = p.len / (Py_ssize_t)sizeof(float);
-    if (check_items(&g, n, 1, "grads") == 0 && check_items(&out, n, 1, "out") == 0 &&
-        check_items(&m, n, 1, "m") == 0 && check_items(&v, n, 1, "v") == 0) {
-        Py_BEGIN_ALLOW_THREADS
-        adam_loop(n, p.buf, g.buf, out.buf, m.buf, v.buf, (float)b1, (float)b2,
-                  (float)v_factor, (float)inv_step, (float)eps_over_step,
-                  (float)decay);
-        Py_END_ALLOW_THREADS
-        result = Py_NewRef(Py_None);
-    }
-    PyBuffer_Release(&p);
-    PyBuffer_Release(&g);
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&m);
-    PyBuffer_Release(&v);
-    return result;
+    Py_BEGIN_ALLOW_THREADS
+    adam_part(&job, 0, job.n);
+    Py_END_ALLOW_THREADS
+    release_all(held, 5);
+    Py_RETURN_NONE;
 }
 
 /* ---- products with a sparse left operand ----------------------------------- */
@@ -641,36 +675,57 @@ index_error(const int64_t *idx, Py_ssize_t bad, Py_ssize_t rows)
                  "is outside 0..%zd", (long long)idx[bad], bad, rows - 1);
 }
 
+/* One batch gather: out (count, row_len) = float32(x[idx]). */
+typedef struct {
+    const void *x;
+    const int64_t *idx;
+    float *out;
+    Py_ssize_t count, row_len;
+    int src;
+} GatherJob;
+
+/* Parse (x, idx, out, rows, row_len, kind) into held[0..2] and *job, checking
+ * sizes and indices; on failure -1 with nothing left held. */
+static int
+parse_gather(PyObject *args, Py_buffer held[3], GatherJob *job)
+{
+    Py_ssize_t rows, row_len;
+    int kind;
+    if (!PyArg_ParseTuple(args, "O&O&O&nnC", rows_in, &held[0], i64_in, &held[1],
+                          f32_out, &held[2], &rows, &row_len, &kind))
+        return -1;
+    Py_ssize_t count = held[1].len / (Py_ssize_t)sizeof(int64_t);
+    const int64_t *idx = held[1].buf;
+    Py_ssize_t bad = -1;
+    if (kind != rows_kind(&held[0]))
+        PyErr_Format(PyExc_TypeError, "_kernels: gather: kind '%c' does not match "
+                     "x's items", kind);
+    else if (check_items(&held[0], rows, row_len, "x") == 0 &&
+             check_items(&held[2], count, row_len, "out") == 0) {
+        bad = bad_index(idx, count, rows);
+        if (bad < 0) {
+            GatherJob parsed = {held[0].buf, idx, held[2].buf, count, row_len, kind};
+            *job = parsed;
+            return 0;
+        }
+        index_error(idx, bad, rows);
+    }
+    release_all(held, 3);
+    return -1;
+}
+
 static PyObject *
 gather_rows(PyObject *self, PyObject *args)
 {
-    Py_buffer x, idx, out;
-    Py_ssize_t rows, row_len;
-    int kind;
-    if (!PyArg_ParseTuple(args, "O&O&O&nnC", rows_in, &x, i64_in, &idx, f32_out,
-                          &out, &rows, &row_len, &kind))
+    Py_buffer held[3];
+    GatherJob job;
+    if (parse_gather(args, held, &job) < 0)
         return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t count = idx.len / (Py_ssize_t)sizeof(int64_t);
-    if (kind != rows_kind(&x))
-        PyErr_Format(PyExc_TypeError, "_kernels: gather_rows: kind '%c' does not "
-                     "match x's items", kind);
-    else if (check_items(&x, rows, row_len, "x") == 0 &&
-             check_items(&out, count, row_len, "out") == 0) {
-        Py_ssize_t bad = bad_index(idx.buf, count, rows);
-        if (bad >= 0)
-            index_error(idx.buf, bad, rows);
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            gather_loop(x.buf, kind, idx.buf, count, row_len, out.buf);
-            Py_END_ALLOW_THREADS
-            result = Py_NewRef(Py_None);
-        }
-    }
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&idx);
-    PyBuffer_Release(&out);
-    return result;
+    Py_BEGIN_ALLOW_THREADS
+    gather_loop(job.x, job.src, job.idx, job.count, job.row_len, job.out);
+    Py_END_ALLOW_THREADS
+    release_all(held, 3);
+    Py_RETURN_NONE;
 }
 
 /* ---- a helper thread for the training loop ----------------------------------- */
@@ -702,17 +757,9 @@ enum { JOB_NONE, JOB_GATHER, JOB_ADAM };
 
 typedef struct {
     int kind;
-    /* gather */
-    const void *x;
-    const int64_t *idx;
-    float *out;
-    Py_ssize_t count, row_len;
-    int src;
-    /* adam */
-    const float *p, *g;
-    float *o, *m, *v;
-    Py_ssize_t n;
-    float b1, b2, v_factor, inv_step, eps_over_step, decay;
+    GatherJob gather;
+    AdamJob adam;          /* the thread's half: entries half .. n - 1 */
+    Py_ssize_t half;
 } Job;
 
 typedef struct {
@@ -730,11 +777,11 @@ typedef struct {
 static void
 run_job(const Job *j)
 {
+    const GatherJob *g = &j->gather;
     if (j->kind == JOB_GATHER)
-        gather_loop(j->x, j->src, j->idx, j->count, j->row_len, j->out);
+        gather_loop(g->x, g->src, g->idx, g->count, g->row_len, g->out);
     else if (j->kind == JOB_ADAM)
-        adam_loop(j->n, j->p, j->g, j->o, j->m, j->v, j->b1, j->b2, j->v_factor,
-                  j->inv_step, j->eps_over_step, j->decay);
+        adam_part(&j->adam, j->half, j->adam.n);
 }
 
 static void
@@ -883,38 +930,12 @@ Worker_gather(Worker *w, PyObject *args)
     if (worker_enter(w, 1) < 0)
         return NULL;
     worker_finish(w);
-    Py_buffer *x = &w->held[0], *idx = &w->held[1], *out = &w->held[2];
-    Py_ssize_t rows, row_len;
-    int kind;
-    if (!PyArg_ParseTuple(args, "O&O&O&nnC", rows_in, x, i64_in, idx, f32_out, out,
-                          &rows, &row_len, &kind))
+    if (parse_gather(args, w->held, &w->job.gather) < 0)
         return worker_leave(w, NULL);
     w->n_held = 3;
-    Py_ssize_t count = idx->len / (Py_ssize_t)sizeof(int64_t);
-    Py_ssize_t bad = -1;
-    if (kind != rows_kind(x)) {
-        PyErr_Format(PyExc_TypeError, "_kernels: gather: kind '%c' does not match "
-                     "x's items", kind);
-        goto fail;
-    }
-    if (check_items(x, rows, row_len, "x") < 0 ||
-        check_items(out, count, row_len, "out") < 0)
-        goto fail;
-    bad = bad_index(idx->buf, count, rows);
-    if (bad >= 0) {
-        index_error(idx->buf, bad, rows);
-        goto fail;
-    }
-    Job job = {.kind = JOB_GATHER, .x = x->buf, .idx = idx->buf, .out = out->buf,
-               .count = count, .row_len = row_len, .src = kind};
-    w->job = job;
+    w->job.kind = JOB_GATHER;
     worker_post(w);
     return worker_leave(w, Py_NewRef(Py_None));
-fail:
-    for (int i = 0; i < w->n_held; i++)
-        PyBuffer_Release(&w->held[i]);
-    w->n_held = 0;
-    return worker_leave(w, NULL);
 }
 
 /* adam_update(...): as the module's adam_update, the second half of the
@@ -926,36 +947,16 @@ Worker_adam_update(Worker *w, PyObject *args)
     if (worker_enter(w, 1) < 0)
         return NULL;
     worker_finish(w);
-    Py_buffer *p = &w->held[0], *g = &w->held[1], *out = &w->held[2],
-              *m = &w->held[3], *v = &w->held[4];
-    double b1, b2, v_factor, inv_step, eps_over_step, decay;
-    if (!PyArg_ParseTuple(args, "O&O&O&O&O&dddddd", f32_in, p, f32_in, g, f32_out,
-                          out, f32_out, m, f32_out, v, &b1, &b2, &v_factor,
-                          &inv_step, &eps_over_step, &decay))
+    if (parse_adam(args, w->held, &w->job.adam) < 0)
         return worker_leave(w, NULL);
     w->n_held = 5;
-    Py_ssize_t n = p->len / (Py_ssize_t)sizeof(float);
-    if (check_items(g, n, 1, "grads") < 0 || check_items(out, n, 1, "out") < 0 ||
-        check_items(m, n, 1, "m") < 0 || check_items(v, n, 1, "v") < 0) {
-        for (int i = 0; i < w->n_held; i++)
-            PyBuffer_Release(&w->held[i]);
-        w->n_held = 0;
-        return worker_leave(w, NULL);
-    }
+    w->job.kind = JOB_ADAM;
     /* split on a 64-byte boundary so the two threads share no cache line */
-    Py_ssize_t half = (n / 2) & ~(Py_ssize_t)15;
-    const float *pp = p->buf, *gp = g->buf;
-    float *op = out->buf, *mp = m->buf, *vp = v->buf;
-    Job job = {.kind = JOB_ADAM, .p = pp + half, .g = gp + half, .o = op + half,
-               .m = mp + half, .v = vp + half, .n = n - half, .b1 = (float)b1,
-               .b2 = (float)b2, .v_factor = (float)v_factor,
-               .inv_step = (float)inv_step, .eps_over_step = (float)eps_over_step,
-               .decay = (float)decay};
-    w->job = job;
+    w->job.half = (w->job.adam.n / 2) & ~(Py_ssize_t)15;
+    AdamJob mine = w->job.adam;
     worker_post(w);
     Py_BEGIN_ALLOW_THREADS
-    adam_loop(half, pp, gp, op, mp, vp, (float)b1, (float)b2, (float)v_factor,
-              (float)inv_step, (float)eps_over_step, (float)decay);
+    adam_part(&mine, 0, w->job.half);
     Py_END_ALLOW_THREADS
     worker_finish(w);
     return worker_leave(w, Py_NewRef(Py_None));

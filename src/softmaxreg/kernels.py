@@ -102,8 +102,7 @@ class Worker:
 
     def gather(self, x, idx, out, kind):
         """Start ``out[...] = x[idx]`` (as ``gather_rows``); ``wait()`` for it."""
-        rows = x.shape[0]
-        self._thread.gather(x, idx, out, rows, x.size // rows if rows else 0, kind)
+        self._thread.gather(x, idx, out, *_rows(x), kind)
 
     def wait(self):
         """Return when the job in flight, if any, is done."""
@@ -172,11 +171,8 @@ def engine(dtype):
 
 
 def describe(dtype=np.float32):
-    """What trains a model of ``dtype``, in a few words (for the CLI).
-
-    Raises ValueError for a bad SOFTMAXREG_* setting (check_environment).
-    """
-    check_environment()
+    """What trains a model of ``dtype``, in a few words (for the CLI, which
+    has called check_environment)."""
     if not ENABLED or np.dtype(dtype) != np.float32:
         why = ("float64 model" if ENABLED else "turned off by SOFTMAXREG_KERNELS"
                if AVAILABLE else "compiled kernels not built")
@@ -226,8 +222,13 @@ def gather_kind(x, dtype):
 def gather_rows(x, idx, out, kind):
     """``out[...] = x[idx]`` converted to float32 in one pass; ``idx`` int64
     and ``out`` C-contiguous float32; indices checked."""
+    _c.gather_rows(x, idx, out, *_rows(x), kind)
+
+
+def _rows(x):
+    """(rows, values per row) of x, for the gather kernels."""
     rows = x.shape[0]
-    _c.gather_rows(x, idx, out, rows, x.size // rows if rows else 0, kind)
+    return rows, x.size // rows if rows else 0
 
 
 class SparseScratch:

@@ -285,13 +285,13 @@ class Dense(Layer):
         if training and self.sparse_input and x.flags.c_contiguous:
             # compiled: skip the zeros of x; ReLU applied in the same call
             self._sparse = self._sparse_scratch(n_samples)
-            self._relu_fused = isinstance(self.activation, _activations.ReLU) and \
-                not logits_only
+            self._relu_fused = not linear and isinstance(self.activation,
+                                                         _activations.ReLU)
             a = self._buffer(("a", n_samples), z.shape) if self._relu_fused else None
             self._sparse.matmul(x, self.kernel, self.bias, z, relu=a)
-            self._a = z if linear else a
-            if linear or self._relu_fused:
-                return self._a
+            if self._relu_fused:
+                self._a = a
+                return a
         else:
             np.matmul(x, self.kernel, out=z)  # (n_samples, n_units)
             z += self.bias

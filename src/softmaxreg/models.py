@@ -1020,22 +1020,20 @@ class Sequential:
             out = layer.forward(out, training=True)
         n_samples = out.shape[0]
         grad_z = self._grad_buffer((n_samples, layers[last].units))
-        first = self._first_param_layer
         loss_sum, correct, grad = layers[last].softmax_head(
-            out, labels, grad_z, scale / n_samples, need_input_grad=last > first)
-        if not math.isfinite(loss_sum):
-            raise _Diverged(loss_sum, None)
-        for index in range(last - 1, first - 1, -1):
-            grad = layers[index].backward(grad, need_input_grad=index > first)
-        return loss_sum, correct
+            out, labels, grad_z, scale / n_samples,
+            need_input_grad=last > self._first_param_layer)
+        return self._backward(grad, loss_sum, correct, True, top=last - 1)
 
-    def _backward(self, grad, loss_sum, correct, training):
-        """Back-propagate the loss gradient ``grad`` through every layer."""
+    def _backward(self, grad, loss_sum, correct, training, top=None):
+        """Back-propagate the loss gradient ``grad`` from layer ``top`` (the
+        last by default) down to the first layer with parameters."""
         if not math.isfinite(loss_sum):
             raise _Diverged(loss_sum, None)
         first = self._first_param_layer if training else self._param_layer_indices[0]
         layers = self.layers
-        for index in range(len(layers) - 1, first - 1, -1):
+        top = len(layers) - 1 if top is None else top
+        for index in range(top, first - 1, -1):
             grad = layers[index].backward(grad, need_input_grad=index > first)
         return loss_sum, correct
 
